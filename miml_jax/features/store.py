@@ -1,0 +1,192 @@
+"""Feature files: an HDF5 cache of a dataset's features that survives interruption.
+
+A finished file holds `features` (n, D) float32, `labels` (n, q) uint8, `image_names` (n,) and
+`label_names` (q,), with attributes naming the weights' checksum, the image size, the compute
+dtype, the block layout and a digest of every input (weights, settings, image bytes, labels).
+
+While extracting, each finished batch is written atomically to `<output>.parts/` as a small
+`.npz` file; a killed run resumes from those parts and recomputes only what is missing. The HDF5
+file is assembled last, under a temporary name, and renamed into place: a file at `output` is
+always complete. A rerun whose inputs digest matches the existing file returns it untouched.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+
+import h5py
+import numpy as np
+from absl import logging
+
+from miml_jax import atomic
+from miml_jax import datasets
+from miml_jax.errors import UserError
+from miml_jax.features import extract
+
+FORMAT = 'miml_jax.features/1'
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureFile:
+  """A feature file's contents. features: (n, D); labels: (n, q)."""
+  features: np.ndarray
+  labels: np.ndarray
+  image_names: tuple[str, ...]
+  label_names: tuple[str, ...]
+  attrs: dict
+
+  @property
+  def layout(self) -> extract.FeatureLayout:
+    return extract.FeatureLayout(tuple((n, int(s)) for n, s in json.loads(self.attrs['layout'])))
+
+
+def _inputs_digest(dataset: datasets.Dataset, weights_checksum: str, settings: dict) -> str:
+  digest = hashlib.sha256()
+  digest.update(json.dumps([FORMAT, weights_checksum, settings, dataset.label_names],
+                           sort_keys=True).encode())
+  digest.update(np.ascontiguousarray(dataset.labels).tobytes())
+  for name, path in zip(dataset.image_names, dataset.image_paths):
+    digest.update(name.encode() + b'\0')
+    with open(path, 'rb') as f:
+      digest.update(hashlib.sha256(f.read()).digest())
+  return digest.hexdigest()
+
+
+def _read_attr(path, key):
+  try:
+    with h5py.File(path, 'r') as f:
+      return f.attrs.get(key)
+  except OSError:
+    return None
+
+
+def _load_parts(parts_dir: str, n: int, dim: int):
+  """Features already computed by an earlier run: (features (n, D), done mask (n,))."""
+  feats = np.zeros((n, dim), np.float32)
+  done = np.zeros(n, bool)
+  for name in sorted(os.listdir(parts_dir)):
+    if not (name.startswith('part-') and name.endswith('.npz')):
+      continue
+    path = os.path.join(parts_dir, name)
+    try:
+      with np.load(path, allow_pickle=False) as part:
+        idx, x = part['indices'], part['features']
+      if (idx.ndim != 1 or x.shape != (len(idx), dim) or idx.min() < 0 or idx.max() >= n
+          or not np.all(np.isfinite(x))):
+        raise ValueError('inconsistent shapes or values')
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+      logging.warning('%s: damaged part, recomputing its images (%s)', path, e)
+      os.unlink(path)
+      continue
+    feats[idx] = x
+    done[idx] = True
+  return feats, done
+
+
+def write_feature_file(dataset: datasets.Dataset, weights, output: str, *,
+                       batch_size: int = 32, dtype: str = 'float32', image_size: int = 224,
+                       progress: bool = True) -> str:
+  """Extracts `dataset`'s features into the HDF5 file `output`, resuming or reusing; returns it.
+
+  weights: a converted weights file path, or (params, WeightsInfo).
+  """
+  output = os.fspath(output)
+  params, info = extract.resolve_weights(weights)
+  num_fc = extract.num_fc_for(info, image_size)
+  feature_layout = extract.layout(num_fc)
+  # batch_size is left out: features do not depend on it (checked by the tests).
+  settings = {'image_size': image_size, 'dtype': dtype, 'layout': feature_layout.blocks}
+  key = _inputs_digest(dataset, info.checksum, settings)
+  if os.path.exists(output):
+    if _read_attr(output, 'inputs_sha256') == key:
+      logging.info('%s: up to date, reused', output)
+      return output
+    logging.info('%s: made from other inputs (or unreadable); recomputing', output)
+
+  parts_dir = output + '.parts'
+  manifest = os.path.join(parts_dir, 'inputs_sha256')
+  if os.path.isdir(parts_dir):
+    try:
+      with open(manifest) as f:
+        same = f.read().strip() == key
+    except OSError:
+      same = False
+    if not same:
+      shutil.rmtree(parts_dir)
+  if not os.path.isdir(parts_dir):
+    os.makedirs(parts_dir)
+    with atomic.atomic_path(manifest) as tmp, open(tmp, 'w') as f:
+      f.write(key)
+
+  n = len(dataset.image_names)
+  feats, done = _load_parts(parts_dir, n, feature_layout.dim)
+  todo = np.flatnonzero(~done)
+  if done.any():
+    logging.info('%s: resuming, %d of %d images already done', output, done.sum(), n)
+  paths = dataset.image_paths
+  batches = extract.iter_feature_batches([paths[i] for i in todo], (params, info),
+                                         batch_size=batch_size, dtype=dtype,
+                                         image_size=image_size, progress=progress)
+  for local, x in batches:
+    idx = todo[local]
+    feats[idx] = x
+    with atomic.atomic_path(os.path.join(parts_dir, f'part-{idx[0]:07d}.npz'), '.npz') as tmp:
+      with open(tmp, 'wb') as f:
+        np.savez(f, indices=idx, features=x)
+
+  if not np.all(np.isfinite(feats)):
+    raise UserError(f'{output}: extraction produced NaN or infinite features; '
+                    f'check the weights file')
+  with atomic.atomic_path(output, '.h5') as tmp:
+    with h5py.File(tmp, 'w') as f:
+      f.create_dataset('features', data=feats)
+      f.create_dataset('labels', data=dataset.labels)
+      f.create_dataset('image_names', data=list(dataset.image_names),
+                       dtype=h5py.string_dtype())
+      f.create_dataset('label_names', data=list(dataset.label_names),
+                       dtype=h5py.string_dtype())
+      f.attrs.update({
+          'format': FORMAT,
+          'dataset': dataset.name,
+          'weights_sha256': info.checksum,
+          'weights_source': info.source,
+          'image_size': image_size,
+          'dtype': dtype,
+          'layout': json.dumps(feature_layout.blocks),
+          'inputs_sha256': key,
+      })
+  shutil.rmtree(parts_dir, ignore_errors=True)
+  return output
+
+
+def read_feature_file(path) -> FeatureFile:
+  """Reads and checks a feature file written by `write_feature_file`."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise UserError(f'{path}: no such feature file')
+  try:
+    with h5py.File(path, 'r') as f:
+      attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+      if attrs.get('format') != FORMAT:
+        raise UserError(f'{path}: not a miml_jax feature file (format {attrs.get("format")!r})')
+      features = np.asarray(f['features'], np.float32)
+      labels = np.asarray(f['labels'], np.uint8)
+      image_names = tuple(s.decode() if isinstance(s, bytes) else s for s in f['image_names'][()])
+      label_names = tuple(s.decode() if isinstance(s, bytes) else s for s in f['label_names'][()])
+  except (OSError, KeyError) as e:
+    raise UserError(f'{path}: damaged or truncated feature file ({e}); delete it and rerun') \
+        from None
+  n = len(image_names)
+  if features.ndim != 2 or features.shape[0] != n or labels.shape != (n, len(label_names)):
+    raise UserError(f'{path}: inconsistent shapes: features {features.shape}, labels '
+                    f'{labels.shape}, {n} image names, {len(label_names)} label names')
+  if not np.all(np.isfinite(features)):
+    raise UserError(f'{path}: features hold NaN or infinite values')
+  result = FeatureFile(features, labels, image_names, label_names, attrs)
+  if result.layout.dim != features.shape[1]:
+    raise UserError(f'{path}: layout says {result.layout.dim} dimensions, features have '
+                    f'{features.shape[1]}')
+  return result

@@ -1,0 +1,40 @@
+"""Image decoding for the extractor: any file Pillow reads becomes uint8 RGB at a fixed size."""
+
+import numpy as np
+from PIL import Image
+from PIL import ImageOps
+
+from miml_jax.errors import UserError
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+  if image.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+    # 16/32-bit greyscale: Pillow's convert('RGB') clips at 255; scale the range down instead.
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith('I;16') else max(float(values.max()), 1.0)
+    grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode='L').convert('RGB')
+  return image.convert('RGB')
+
+
+def load_image(path, size: int = 224) -> np.ndarray:
+  """Decodes `path` to a (size, size, 3) uint8 RGB array.
+
+  Greyscale, palette, CMYK, RGBA (alpha dropped) and 16-bit images are converted to RGB; EXIF
+  orientation is applied; the image is resized with PIL's bilinear filter, as the paper's
+  pipeline did. A file that is missing, truncated or not an image raises `UserError` naming it.
+  """
+  try:
+    with Image.open(path) as image:
+      image.load()
+      image = ImageOps.exif_transpose(image)
+      image = _to_rgb(image)
+      image = image.resize((size, size), Image.BILINEAR)
+      return np.asarray(image, dtype=np.uint8)
+  except FileNotFoundError:
+    raise UserError(f'{path}: image file not found') from None
+  except Image.DecompressionBombError as e:
+    raise UserError(f'{path}: image too large to decode safely: {e}') from None
+  except (OSError, SyntaxError, ValueError) as e:
+    # Pillow reports unreadable and truncated files as OSError (UnidentifiedImageError is one).
+    raise UserError(f'{path}: cannot read image: {e}') from None

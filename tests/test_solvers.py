@@ -177,3 +177,33 @@ def test_estimator_api():
   assert np.mean(clf.coef_ == 0) > 0.3  # L1 selects
   with pytest.raises(UserError, match='expected'):
     clf.decision_function(X[:, :5])
+
+
+@pytest.mark.parametrize('penalty', ['l1', 'l2'])
+def test_matches_liblinear_on_real_features(lpips_weights, datasets_dir, penalty):
+  """Real VGG16 features of 90 msrc_v2 images (at 64x64 to keep the test quick), float32."""
+  from miml_jax import datasets
+  from miml_jax import features
+  data = datasets.load('msrc_v2', datasets_dir)
+  rng = np.random.default_rng(0)
+  rows = rng.choice(len(data.image_names), 90, replace=False)
+  X = features.extract_features([data.image_paths[i] for i in rows], lpips_weights,
+                                image_size=64, batch_size=30)
+  Y = data.labels[rows][:, [0, 1, 2, 6, 9]].astype(float)    # building, grass, tree, sky, water
+  masks = np.stack([rng.permutation(90) < 60 for _ in range(2)])
+  shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  with jax.enable_x64(False):
+    ours = fista.fit_logistic(X, Y, penalty=penalty, tol=1e-6, max_iter=20_000,
+                              train_mask=masks, shift=shift, scale=scale)
+  ref = fit_liblinear(X, Y, penalty=penalty, tol=1e-10, max_iter=1_000_000, train_mask=masks,
+                      shift=shift, scale=scale, n_jobs=2)
+  pos = np.einsum('sn,nl->sl', masks, Y)
+  valid = (pos > 0) & (pos < 60)
+  assert valid.sum() >= 8
+  gap = (np.asarray(ours.objective, np.float64) - ref.objective) / ref.objective
+  assert np.all(gap[valid] <= 1e-4)
+  for s in range(2):
+    test = ~masks[s]
+    ours_dec = X[test] @ np.asarray(ours.coef[s], np.float64) + np.asarray(ours.intercept[s])
+    ref_dec = X[test] @ ref.coef[s] + ref.intercept[s]
+    assert np.mean(np.sign(ours_dec[:, valid[s]]) == np.sign(ref_dec[:, valid[s]])) >= 0.99

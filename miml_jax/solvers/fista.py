@@ -25,6 +25,14 @@ the raw problem's own. M⁻¹ follows from Sherman-Morrison, and the prox of a s
 diagonal-plus-rank-one metric is a separable prox at a shifted point, the shift being the root of
 a scalar monotone equation (Becker & Fadili, 2012), found here by bisection.
 
+FISTA alone still needs thousands of iterations on real features: the optimum is reached only
+once the support is found and the curvature on it is resolved. So every few iterations (L1 by
+default), a safeguarded Newton step is taken on each problem's most important coordinates (its
+non-zero weights, then the zero weights that most violate optimality), in the orthant of their
+signs where the objective is smooth, and kept only where it lowers the objective; FISTA's
+momentum carries on across the jump. On msrc_v2 features this cut the iterations to the optimum
+from well over 3,000 to a few hundred.
+
 Each problem stops on its own when the prox-gradient mapping, the distance of the model step in
 M's norm, has fallen below `tol` times its value at the start (the analogue of liblinear's relative
 gradient criterion); stopped problems are frozen while the others go on, all inside one
@@ -42,6 +50,7 @@ from miml_jax.errors import UserError
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _ROOT_STEPS = 100
+_NEWTON_LENGTHS = 12
 _POWER_STEPS = 50
 
 
@@ -130,9 +139,11 @@ def _metric(X, mask, shift, scale, intercept_scaling, fit_intercept):
   diag = lam[:, None] * jnp.square(safe / scale)
   if fit_intercept:
     mean = jnp.concatenate([mean, jnp.full_like(mean[:, :1], intercept_scaling)], axis=1)
-    diag = jnp.concatenate([diag, jnp.zeros_like(diag[:, :1])], axis=1)
-  # A floor keeps the metric positive definite (the intercept column's centred part is zero);
-  # raising the diagonal keeps M a majoriser.
+    # The intercept column's centred part is zero, so any diagonal entry majorises; m s², its
+    # curvature, at most halves its steps and keeps the prox's root equation well scaled.
+    diag = jnp.concatenate([diag, m * intercept_scaling**2], axis=1)
+  # A floor keeps the metric positive definite (constant columns); raising the diagonal keeps M
+  # a majoriser.
   floor = 1e-6 * jnp.maximum(diag.max(axis=1, keepdims=True), 1e-30)
   return jnp.maximum(diag, floor), jnp.sqrt(m) * mean
 
@@ -161,8 +172,10 @@ def _metric_prox(v, d, u, kappa, penalty, a0):
     z, dz = _separable_prox(v - uu * a[:, None, :] / dd, thresh, penalty)
     terms = uu * (z - v)
     # The residual is only known to within the rounding of the sum that forms it.
-    noise = 64 * eps * (jnp.abs(terms).sum(axis=1) + jnp.abs(a))
-    return terms.sum(axis=1) - a, -(uu * uu / dd * dz).sum(axis=1) - 1.0, z, noise
+    slope = -(uu * uu / dd * dz).sum(axis=1) - 1.0
+    # ψ is only known to within the rounding of its sum and of a itself (times the slope).
+    noise = 64 * eps * (jnp.abs(terms).sum(axis=1) + jnp.abs(a) * (1.0 - slope))
+    return terms.sum(axis=1) - a, slope, z, noise
 
   def cond(c):
     _, _, _, res, noise, k = c
@@ -213,9 +226,10 @@ class _State(NamedTuple):
   it: jax.Array        # ()
 
 
-@functools.partial(jax.jit, static_argnames=('penalty', 'fit_intercept', 'max_iter'))
+@functools.partial(jax.jit, static_argnames=('penalty', 'fit_intercept', 'max_iter',
+                                             'newton_every', 'newton_block'))
 def _solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_intercept,
-           max_iter):
+           max_iter, newton_every, newton_block):
   n, dim = X.shape
   S, L = mask.shape[0], Y.shape[1]
   dtype = X.dtype
@@ -269,6 +283,82 @@ def _solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_
                  jnp.zeros((S, L), jnp.int32), jnp.zeros((S, L), bool), jnp.ones((S, L), dtype),
                  kkt0, a0, jnp.zeros((), jnp.int32))
 
+  block = min(D, newton_block)
+
+  def newton(s):
+    """A Newton step on the `block` coordinates that matter most, kept if it lowers F.
+
+    Coordinates are ranked: non-zero weights first, then (L1) the zero weights whose gradient
+    most violates |g| <= 1. For L1 the step stays in the orthant of the current signs (a zero
+    weight may leave zero in its descent direction), where the penalty is linear and F smooth;
+    coordinates that cross zero are set to zero (as OWL-QN does). A few step lengths are tried
+    at once and the best is kept, so F never increases.
+    """
+    zt = jnp.moveaxis(s.z, 1, 2)                                        # (S, L, D)
+    prob = jax.nn.sigmoid(-ysign * s.xz)                                # (S, n, L)
+    g = jnp.moveaxis(margins_transpose(-C * ysign * prob * m3), 1, 2)   # smooth gradient
+    if penalty == 'l1':
+      violation = jnp.maximum(jnp.abs(g) - 1.0, 0.0)
+      score = jnp.where(zt != 0, jnp.abs(zt) + violation.max() + 1.0, violation)
+    else:
+      score = jnp.abs(zt) + jnp.abs(g + zt)
+    _, idx = jax.lax.top_k(score, block)                                # (S, L, K)
+    z_a = jnp.take_along_axis(zt, idx, axis=-1)
+    g_a = jnp.take_along_axis(g, idx, axis=-1)
+    if penalty == 'l1':
+      sigma = jnp.where(z_a != 0, jnp.sign(z_a),
+                        jnp.where(g_a > 1.0, -1.0, jnp.where(g_a < -1.0, 1.0, 0.0)))
+      free = sigma != 0
+      grad = jnp.where(free, g_a + sigma, 0.0)
+    else:
+      free = jnp.ones_like(z_a, bool)
+      grad = g_a + z_a
+    # The selected columns of split s's features (X - shift_s) / scale_s, or the intercept's.
+    feat = jnp.minimum(idx, dim - 1)
+    cols = jnp.moveaxis(X[:, feat], 0, 3)                               # (S, L, K, n)
+    sh = jnp.take_along_axis(shift[:, None, :], feat, axis=-1)
+    sc = jnp.take_along_axis(scale[:, None, :], feat, axis=-1)
+    xa = (cols - sh[..., None]) / sc[..., None]
+    if fit_intercept:
+      xa = jnp.where((idx == dim)[..., None], intercept_scaling, xa)
+    xa = xa * free[..., None]
+    weight = jnp.moveaxis(C * prob * (1.0 - prob) * m3, 1, 2)          # (S, L, n)
+    hess = jnp.einsum('slkn,sln,sljn->slkj', xa, weight, xa, precision=_HIGHEST)
+    ridge = 1e-6 * jnp.maximum(jnp.trace(hess, axis1=-2, axis2=-1) / block, jnp.finfo(dtype).tiny)
+    diag = jnp.where(free, ridge[..., None] + (1.0 if penalty == 'l2' else 0.0), 1.0)
+    hess = hess + diag[..., None] * jnp.eye(block, dtype=dtype)
+    delta = -jnp.linalg.solve(hess, grad[..., None])[..., 0]
+    delta = jnp.where(free & jnp.isfinite(delta), delta, 0.0)
+    lengths = 0.5 ** jnp.arange(_NEWTON_LENGTHS, dtype=dtype)
+    z_try = z_a[..., None, :] + lengths[:, None] * delta[..., None, :]  # (S, L, J, K)
+    if penalty == 'l1':
+      z_try = jnp.where(jnp.sign(z_try) == sigma[..., None, :], z_try, 0.0)
+      z_try = jnp.where(free[..., None, :], z_try, z_a[..., None, :])
+      reg = lambda v: jnp.abs(v).sum(axis=-1)
+    else:
+      reg = lambda v: 0.5 * jnp.square(v).sum(axis=-1)
+    xz_try = (jnp.moveaxis(s.xz, 1, 2)[..., None, :]
+              + jnp.einsum('slkn,sljk->sljn', xa, z_try - z_a[..., None, :],
+                           precision=_HIGHEST))                         # (S, L, J, n)
+    loss = (jnp.logaddexp(0.0, -jnp.moveaxis(ysign, 1, 2)[..., None, :] * xz_try)
+            * jnp.moveaxis(m3, 1, 2)[..., None, :]).sum(axis=-1)
+    f_try = (_penalty(s.z, penalty)[..., None] - reg(z_a)[..., None] + reg(z_try)
+             + C[None, :, None] * loss)                                 # (S, L, J)
+    f_try = jnp.where(jnp.isfinite(f_try), f_try, jnp.inf)
+    best = jnp.argmin(f_try, axis=-1)
+    f_best = jnp.take_along_axis(f_try, best[..., None], axis=-1)[..., 0]
+    better = (f_best < s.f) & ~s.done
+    pick = lambda a: jnp.take_along_axis(a, best[..., None, None], axis=-2)[..., 0, :]
+    z_new = jnp.moveaxis(jax.vmap(jax.vmap(lambda v, i, x: v.at[i].set(x)))(
+        zt, idx, pick(z_try)), 2, 1)
+    xz_new = jnp.moveaxis(pick(xz_try), 2, 1)
+    keep = lambda new, old: jnp.where(better[:, None, :], new, old)
+    # Shift the previous iterate with the jump, so FISTA's momentum carries on unchanged.
+    return s._replace(z=keep(z_new, s.z), xz=keep(xz_new, s.xz),
+                      z_prev=keep(s.z_prev + z_new - s.z, s.z_prev),
+                      xz_prev=keep(s.xz_prev + xz_new - s.xz, s.xz_prev),
+                      f=jnp.where(better, f_best, s.f))
+
   def cond(s):
     return (s.it < max_iter) & ~jnp.all(s.done)
 
@@ -281,7 +371,8 @@ def _solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_
     z_new, kkt, a = step(y, xy, s.a)
     xz_new = margins(z_new)
     f_new = total(z_new, xz_new)
-    worse = f_new > s.f
+    # Uphill beyond rounding: at the optimum, steps that only shuffle the last bits are fine.
+    worse = f_new > s.f + 64 * jnp.finfo(dtype).eps * jnp.abs(s.f)
     keep = s.done | worse   # restart: reject an uphill step and drop the momentum
     sel = lambda a, b: jnp.where(keep[:, None, :], a, b)
     frozen = lambda a, b: jnp.where(s.done[:, None, :], a, b)
@@ -297,7 +388,13 @@ def _solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_
         kkt=jnp.where(active & ~worse, kkt / s.kkt0, s.kkt),
         kkt0=s.kkt0, a=a, it=s.it + 1)
 
-  s = jax.lax.while_loop(cond, body, state)
+  def body_with_newton(s):
+    s = body(s)
+    if newton_every:
+      s = jax.lax.cond(s.it % newton_every == 0, newton, lambda s: s, s)
+    return s
+
+  s = jax.lax.while_loop(cond, body_with_newton, state)
   # Back to raw-feature units: wᵀ(x - shift)/scale + b = (w/scale)ᵀx + b - (w/scale)ᵀshift.
   coef = s.z[:, :dim, :] / scale[..., None]
   intercept = -jnp.einsum('sd,sdl->sl', raw_shift, coef)
@@ -308,7 +405,7 @@ def _solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_
 
 def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_scaling=1.0,
                  tol=1e-4, max_iter=10_000, train_mask=None, shift=None,
-                 scale=None) -> LogisticFit:
+                 scale=None, newton_every=None, newton_block=256) -> LogisticFit:
   """Fits one regularised logistic regression per label (and per train mask), all at once.
 
   Args:
@@ -326,6 +423,10 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
       (e.g. standardised with that split's training statistics, see `miml_jax.scaling`) without
       forming them. The penalty applies to those scaled weights; `coef` and `intercept` are
       returned in raw-feature units, so decisions are always X @ coef + intercept.
+    newton_every, newton_block: every `newton_every` iterations (0: never), a safeguarded Newton
+      step on the `newton_block` most important coordinates of each problem. None: 10 for L1,
+      whose solutions are sparse enough for the block to hold their support (on real features
+      it cuts the iterations about tenfold), and 0 for L2, whose dense solutions it cannot hold.
 
   Returns:
     A `LogisticFit` (see its docstring).
@@ -360,7 +461,10 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
   fit = _solve(X, jnp.asarray(Y, X.dtype), jnp.asarray(mask, X.dtype), shift, scale,
                jnp.asarray(C, X.dtype), jnp.asarray(intercept_scaling, X.dtype),
                jnp.asarray(tol, X.dtype), penalty=penalty, fit_intercept=fit_intercept,
-               max_iter=int(max_iter))
+               max_iter=int(max_iter),
+               newton_every=(10 if penalty == 'l1' else 0) if newton_every is None
+               else int(newton_every),
+               newton_block=int(newton_block))
   if single:
     fit = LogisticFit(*(a[0] for a in fit))
   return fit

@@ -1,0 +1,124 @@
+"""Table 1 of the paper for our features: five metrics, mean ± std over random splits.
+
+  python -m miml_jax.experiments.table1 --dataset=scene --data_dir=../shared/datasets \
+      --weights=weights/vgg16_lpips.safetensors --output_dir=experiments/table1
+
+Extracts (or reuses) the dataset's features, fits every method in --solvers on every split,
+prints the table beside the paper's numbers and writes table1_<dataset>.json, .md and .npz (each
+split's test indices and decision values, so the metrics can be recomputed).
+"""
+
+import json
+import os
+
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+from miml_jax import atomic
+from miml_jax import datasets
+from miml_jax import evaluation
+from miml_jax import paper
+from miml_jax import scaling
+from miml_jax import splits
+from miml_jax import weights as weights_lib
+from miml_jax.errors import exit_on_user_error
+from miml_jax.features import read_feature_file
+from miml_jax.features import write_feature_file
+
+_DATASET = flags.DEFINE_string('dataset', None, 'scene, msrc_v2, or a dataset folder.',
+                               required=True)
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name '
+                                '(default: $MIML_JAX_DATA).')
+_WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'Weights file.')
+_CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'Where feature files are kept.')
+_SPLITS = flags.DEFINE_integer('splits', 30, 'Random train/test splits.')
+_TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, 'Training share of each split.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Split seed.')
+_C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength (liblinear C).')
+_SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS),
+                             'Feature scaling for all methods but liblinear_paper.')
+_SOLVERS = flags.DEFINE_list('solvers', list(evaluation.METHODS), 'Methods to run.')
+_FISTA_TOL = flags.DEFINE_float('fista_tol', 1e-6, 'FISTA tolerance.')
+_LIBLINEAR_TOL = flags.DEFINE_float('liblinear_tol', 1e-8, 'liblinear tolerance.')
+_MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'FISTA iteration cap.')
+_N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'Parallel liblinear fits.')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'experiments/table1', 'Where results go.')
+
+SHORT = {'average_precision': 'a.p. ↑', 'coverage': 'co. ↓', 'hamming_loss': 'h.l. ↓',
+         'one_error': 'o.e. ↓', 'ranking_loss': 'r.l. ↓'}
+
+
+def markdown(result: dict) -> str:
+  name = result['dataset']
+  published = paper.TABLE1.get(name)
+  cols = list(result['methods'])
+  header = ['metric'] + cols
+  if published:
+    header += ['paper VGG+L1LR', 'paper VGG+LR', 'paper best baseline']
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  best = paper.best_baseline(name) if published else {}
+  for k, metric in enumerate(paper.METRICS):
+    row = [SHORT[metric]] + [f"{result['methods'][m][metric]['mean']:.3f} ± "
+                             f"{result['methods'][m][metric]['std']:.3f}" for m in cols]
+    if published:
+      for method in ('VGG+L1LR', 'VGG+LR'):
+        mean, std = published[method][k]
+        row.append(f'{mean:.3f} ± {std:.3f}')
+      row.append(f'{best[metric][1]:.3f} ({best[metric][0]})')
+    lines.append('| ' + ' | '.join(row) + ' |')
+  lines.append('| fit seconds | ' + ' | '.join(
+      f"{result['methods'][m]['fit_seconds']:.1f}" for m in cols) + ' |' +
+      (' | | |' if published else ''))
+  return '\n'.join(lines) + '\n'
+
+
+def command_line() -> str:
+  """This run's own flags, as a command that repeats it."""
+  holders = (_DATASET, _DATA_DIR, _WEIGHTS, _CACHE_DIR, _SPLITS, _TRAIN_FRACTION, _SEED, _C,
+             _SCALING, _SOLVERS, _FISTA_TOL, _LIBLINEAR_TOL, _MAX_ITER, _N_JOBS, _OUTPUT_DIR)
+  args = [f'--{h.name}={",".join(h.value) if isinstance(h.value, list) else h.value}'
+          for h in holders if h.value is not None]
+  return 'python -m miml_jax.experiments.table1 ' + ' '.join(args)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.info('%s', command_line())
+  with exit_on_user_error():
+    dataset = datasets.load(_DATASET.value, _DATA_DIR.value)
+    params, info = weights_lib.load(_WEIGHTS.value)
+    stem = os.path.splitext(os.path.basename(_WEIGHTS.value))[0]
+    cache = os.path.join(_CACHE_DIR.value, f'{dataset.name}_{stem}.h5')
+    data = read_feature_file(write_feature_file(dataset, (params, info), cache))
+    X, Y = data.features, data.labels.astype(np.float64)
+    masks = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value, _SEED.value)
+    results = evaluation.run(X, Y, masks, _SOLVERS.value, C=_C.value,
+                             scaling_kind=_SCALING.value, fista_tol=_FISTA_TOL.value,
+                             liblinear_tol=_LIBLINEAR_TOL.value, max_iter=_MAX_ITER.value,
+                             n_jobs=_N_JOBS.value)
+  result = {
+      'dataset': dataset.name, 'n_images': int(len(X)), 'n_labels': int(Y.shape[1]),
+      'feature_dim': int(X.shape[1]), 'weights': {'file': _WEIGHTS.value, 'source': info.source,
+                                                  'sha256': info.checksum},
+      'splits': _SPLITS.value, 'train_fraction': _TRAIN_FRACTION.value, 'seed': _SEED.value,
+      'C': _C.value, 'scaling': _SCALING.value,
+      'methods': {m: evaluation.summary(r) for m, r in results.items()},
+  }
+  table = markdown(result)
+  print(table)
+  out = os.path.join(_OUTPUT_DIR.value, f'table1_{dataset.name}')
+  with atomic.atomic_path(out + '.json') as tmp, open(tmp, 'w') as f:
+    json.dump(result, f, indent=2)
+  with atomic.atomic_path(out + '.md') as tmp, open(tmp, 'w') as f:
+    f.write(f'# Table 1, {dataset.name}\n\n```\n{command_line()}\n```\n\n{table}')
+  with atomic.atomic_path(out + '.npz', '.npz') as tmp, open(tmp, 'wb') as f:
+    np.savez(f, test_indices=evaluation.test_indices(masks), labels=Y,
+             **{f'decisions_{m}': r.decisions for m, r in results.items()})
+  print(f'wrote {out}.json, .md, .npz')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,67 @@
+"""The Table 1 protocol: methods agree with each other, and the command writes readable files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from miml_jax import evaluation
+from miml_jax import metrics
+from miml_jax import splits
+from tests import conftest
+from tests import reference
+
+
+def test_fista_and_liblinear_agree_on_every_metric():
+  rng = np.random.default_rng(0)
+  n, d, q = 150, 40, 4
+  X = np.maximum(rng.standard_normal((n, d)) + 0.5, 0) * rng.uniform(1, 20, d)
+  W = rng.standard_normal((d, q)) * (rng.random((d, q)) < 0.2)
+  Y = ((X - X.mean(0)) / X.std(0) @ W + 0.5 * rng.standard_normal((n, q)) > 0).astype(float)
+  masks = splits.random_splits(n, 4, seed=1)
+  out = evaluation.run(X, Y, masks, ['fista_l1', 'liblinear_l1', 'fista_l2', 'liblinear_l2',
+                                     'liblinear_paper'], n_jobs=1)
+  for a, b in (('fista_l1', 'liblinear_l1'), ('fista_l2', 'liblinear_l2')):
+    for name in metrics.NAMES:
+      assert abs(out[a].metrics[name].mean() - out[b].metrics[name].mean()) <= 0.005, (a, name)
+  test = evaluation.test_indices(masks)
+  assert out['fista_l1'].decisions.shape == (4, test.shape[1], q)
+  # The decisions recompute the metrics.
+  again = metrics.evaluate(Y[test], out['fista_l1'].decisions)
+  np.testing.assert_allclose(again['ranking_loss'], out['fista_l1'].metrics['ranking_loss'])
+  assert out['fista_l1'].metrics['average_precision'].mean() > 0.7
+
+
+def test_random_splits_are_reproducible_and_nested():
+  a = splits.random_splits(30, 5, seed=3)
+  assert a.shape == (5, 30) and np.all(a.sum(axis=1) == 20)
+  np.testing.assert_array_equal(splits.random_splits(30, 3, seed=3), a[:3])
+  assert not np.array_equal(a[0], a[1])
+
+
+def test_table1_command_end_to_end(tmp_path):
+  rng = np.random.default_rng(0)
+  root = tmp_path / 'tiny'
+  paths = conftest.write_images(root / 'images', 12, rng)
+  with open(root / 'labels.csv', 'w') as f:
+    f.write('image,a,b\n')
+    for i, p in enumerate(paths):
+      f.write(f'{os.path.basename(p)},{i % 2},{int(i % 3 == 0)}\n')
+  from miml_jax import weights
+  weights.save(tmp_path / 'w.safetensors', reference.random_params(rng), source='test',
+               preprocessing=weights.TORCHVISION)
+  result = subprocess.run(
+      [sys.executable, '-m', 'miml_jax.experiments.table1', f'--dataset={root}',
+       f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache', '--splits=3',
+       '--solvers=fista_l1,liblinear_l1', f'--output_dir={tmp_path}/out', '--n_jobs=1'],
+      capture_output=True, text=True, cwd=conftest.REPO)
+  assert result.returncode == 0, result.stderr
+  table = json.loads((tmp_path / 'out' / 'table1_tiny.json').read_text())
+  assert table['n_images'] == 12 and table['feature_dim'] == 5888 and table['splits'] == 3
+  assert set(table['methods']) == {'fista_l1', 'liblinear_l1'}
+  assert set(table['methods']['fista_l1']) >= set(metrics.NAMES) | {'fit_seconds'}
+  assert '| a.p. ↑ |' in (tmp_path / 'out' / 'table1_tiny.md').read_text()
+  with np.load(tmp_path / 'out' / 'table1_tiny.npz') as f:
+    assert f['decisions_fista_l1'].shape == (3, 4, 2)

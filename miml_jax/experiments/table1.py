@@ -115,7 +115,8 @@ def main(argv):
   with atomic.atomic_path(out + '.md') as tmp, open(tmp, 'w') as f:
     f.write(f'# Table 1, {dataset.name}\n\n```\n{command_line()}\n```\n\n{table}')
   with atomic.atomic_path(out + '.npz', '.npz') as tmp, open(tmp, 'wb') as f:
-    np.savez(f, test_indices=evaluation.test_indices(masks), labels=Y,
+    # Labels stay with the dataset (not ours to copy): the test indices point into labels.csv.
+    np.savez(f, test_indices=evaluation.test_indices(masks),
              **{f'decisions_{m}': r.decisions for m, r in results.items()})
   print(f'wrote {out}.json, .md, .npz')
 

@@ -9,7 +9,6 @@ and resizes real image files too. Random weights with the full fc6/fc7 shapes ar
 """
 
 import json
-import os
 import statistics
 import time
 

@@ -36,7 +36,7 @@ def fit_liblinear(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sc
   Y = np.asarray(Y)
   single = train_mask is None
   mask = np.ones((1, len(X)), bool) if single else np.asarray(train_mask, bool)
-  S, (n, d), L = len(mask), X.shape, Y.shape[1]
+  S, d, L = len(mask), X.shape[1], Y.shape[1]
   shift = np.broadcast_to(0.0 if shift is None else np.asarray(shift, np.float64), (S, d))
   scale = np.broadcast_to(1.0 if scale is None else np.asarray(scale, np.float64), (S, d))
   C = np.broadcast_to(np.asarray(C, np.float64), (L,))

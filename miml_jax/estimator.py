@@ -6,7 +6,7 @@ from sklearn.base import ClassifierMixin
 
 from miml_jax import scaling
 from miml_jax.errors import UserError
-from miml_jax.solvers import fista
+from miml_jax.solvers import fit_logistic
 
 
 class MultiLabelLogisticRegression(ClassifierMixin, BaseEstimator):
@@ -56,7 +56,7 @@ class MultiLabelLogisticRegression(ClassifierMixin, BaseEstimator):
       Y = Y[:, None]
     mask = np.ones((1, len(X)), bool)
     shift, scale = scaling.fit_scaling(X, mask, self.scaling)
-    fit = fista.fit_logistic(X, Y, penalty=self.penalty, C=self.C,
+    fit = fit_logistic(X, Y, penalty=self.penalty, C=self.C,
                              fit_intercept=self.fit_intercept,
                              intercept_scaling=self.intercept_scaling, tol=self.tol,
                              max_iter=self.max_iter, shift=shift[0], scale=scale[0])

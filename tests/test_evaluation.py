@@ -32,6 +32,16 @@ def test_fista_and_liblinear_agree_on_every_metric():
   again = metrics.evaluate(Y[test], out['fista_l1'].decisions)
   np.testing.assert_allclose(again['ranking_loss'], out['fista_l1'].metrics['ranking_loss'])
   assert out['fista_l1'].metrics['average_precision'].mean() > 0.7
+  # Same optimum: objectives recomputed in float64 from both solvers' weights.
+  agree = evaluation.agreement(out, Y, masks)
+  for penalty in ('l1', 'l2'):
+    assert agree[penalty]['objective_gap_worst'] <= 1e-4, penalty
+    assert agree[penalty]['metric_difference_max'] <= 0.005
+  # At w = 0, b = 0 the objective is C m log 2 (m training rows) for every problem.
+  shift, scale = evaluation.scaling.fit_scaling(X, masks, 'standardize')
+  at_zero = evaluation.scaled_objective(X, Y, masks, shift, scale, np.zeros((4, d, q)),
+                                        np.zeros((4, q)), penalty='l1', C=2.0)
+  np.testing.assert_allclose(at_zero, 2.0 * masks.sum(1)[:, None] * np.log(2) * np.ones(q))
 
 
 def test_random_splits_are_reproducible_and_nested():

@@ -9,6 +9,9 @@ from miml_jax import scaling
 from miml_jax.errors import UserError
 from miml_jax.estimator import MultiLabelLogisticRegression
 from miml_jax.solvers import fista
+from miml_jax.solvers import fit_logistic
+from miml_jax.solvers import newton
+from miml_jax.solvers import objective
 from miml_jax.solvers.liblinear import fit_liblinear
 
 
@@ -37,22 +40,22 @@ def liblinear_objective(X, y, penalty, C, fit_intercept=True, s=1.0, tol=1e-10):
   return reg + C * np.logaddexp(0, -(2 * y - 1) * margins).sum(), clf
 
 
-@pytest.mark.parametrize('penalty', ['l1', 'l2'])
+@pytest.mark.parametrize('penalty,method', [('l1', 'auto'), ('l2', 'auto'), ('l2', 'fista')])
 @pytest.mark.parametrize('fit_intercept,s', [(True, 1.0), (True, 10.0), (False, 1.0)])
-def test_matches_liblinear_on_raw_cnn_like_features(penalty, fit_intercept, s):
+def test_matches_liblinear_on_raw_cnn_like_features(penalty, method, fit_intercept, s):
   rng = np.random.default_rng(0)
   X, Y = cnn_like(rng)
   Xtest, _ = cnn_like(rng)
   C = np.array([1.0, 0.1, 0.5])
-  fit = fista.fit_logistic(X, Y, penalty=penalty, C=C, fit_intercept=fit_intercept,
-                           intercept_scaling=s, tol=1e-8, max_iter=50_000)
+  fit = fit_logistic(X, Y, penalty=penalty, C=C, fit_intercept=fit_intercept,
+                     intercept_scaling=s, tol=1e-8, max_iter=50_000, method=method)
   if s == 1.0:  # a cheap intercept (s = 10) makes L2 slower to certify; the objective still holds
     assert np.all(fit.converged)
   for j in range(Y.shape[1]):
     ref, clf = liblinear_objective(X, Y[:, j], penalty, C[j], fit_intercept, s)
     assert float(fit.objective[j]) <= ref * (1 + 1e-5)
     # The objective the solver reports is the objective of the weights it returns.
-    recomputed = fista.objective(X, Y[:, j:j + 1], fit.coef[:, j:j + 1], fit.intercept[j:j + 1],
+    recomputed = objective(X, Y[:, j:j + 1], fit.coef[:, j:j + 1], fit.intercept[j:j + 1],
                                  penalty=penalty, C=C[j], intercept_scaling=s,
                                  fit_intercept=fit_intercept)
     np.testing.assert_allclose(recomputed[0], fit.objective[j], rtol=1e-10)
@@ -64,7 +67,7 @@ def test_float32_reaches_1e4_of_liblinear():
   rng = np.random.default_rng(1)
   X, Y = cnn_like(rng)
   with jax.enable_x64(False):
-    fit = fista.fit_logistic(X.astype(np.float32), Y, tol=1e-5, max_iter=20_000)
+    fit = fit_logistic(X.astype(np.float32), Y, tol=1e-5, max_iter=20_000)
   assert fit.objective.dtype == np.float32
   for j in range(Y.shape[1]):
     ref, _ = liblinear_objective(X, Y[:, j], 'l1', 1.0)
@@ -77,7 +80,7 @@ def test_scaled_problem_matches_liblinear_on_scaled_features(kind):
   X, Y = cnn_like(rng)
   mask = np.ones((1, len(X)), bool)
   shift, scale = scaling.fit_scaling(X, mask, kind)
-  fit = fista.fit_logistic(X, Y, tol=1e-8, max_iter=50_000, shift=shift[0], scale=scale[0])
+  fit = fit_logistic(X, Y, tol=1e-8, max_iter=50_000, shift=shift[0], scale=scale[0])
   Xs = (X - shift[0]) / scale[0]
   for j in range(Y.shape[1]):
     ref, clf = liblinear_objective(Xs, Y[:, j], 'l1', 1.0)
@@ -88,16 +91,18 @@ def test_scaled_problem_matches_liblinear_on_scaled_features(kind):
                                    clf.decision_function(Xs)).max())
 
 
-def test_batched_over_splits_equals_separate_calls():
+@pytest.mark.parametrize('penalty', ['l1', 'l2'])
+def test_batched_over_splits_equals_separate_calls(penalty):
   rng = np.random.default_rng(3)
   X, Y = cnn_like(rng, n=90)
-  masks = np.stack([rng.permutation(90) < 60 for _ in range(4)])
+  # Splits of different sizes: Newton pads each split's training rows to the largest.
+  masks = np.stack([rng.permutation(90) < k for k in (60, 60, 50, 70)])
   shift, scale = scaling.fit_scaling(X, masks, 'standardize')
-  batched = fista.fit_logistic(X, Y, tol=1e-8, max_iter=20_000, train_mask=masks,
-                               shift=shift, scale=scale)
+  batched = fit_logistic(X, Y, penalty=penalty, tol=1e-8, max_iter=20_000, train_mask=masks,
+                         shift=shift, scale=scale)
   for s in range(4):
-    alone = fista.fit_logistic(X[masks[s]], Y[masks[s]], tol=1e-8, max_iter=20_000,
-                               shift=shift[s], scale=scale[s])
+    alone = fit_logistic(X[masks[s]], Y[masks[s]], penalty=penalty, tol=1e-8, max_iter=20_000,
+                         shift=shift[s], scale=scale[s])
     np.testing.assert_allclose(batched.objective[s], alone.objective, rtol=1e-7)
     np.testing.assert_allclose(batched.coef[s], alone.coef, atol=1e-5 * np.abs(alone.coef).max())
 
@@ -108,7 +113,7 @@ def test_liblinear_wrapper_agrees_and_handles_one_class_labels():
   Y[:, 1] = 1.0  # one class only
   masks = np.stack([rng.permutation(len(X)) < 80 for _ in range(2)])
   shift, scale = scaling.fit_scaling(X, masks, 'standardize')
-  ours = fista.fit_logistic(X, Y, tol=1e-8, max_iter=50_000, train_mask=masks, shift=shift,
+  ours = fit_logistic(X, Y, tol=1e-8, max_iter=50_000, train_mask=masks, shift=shift,
                             scale=scale)
   ref = fit_liblinear(X, Y, tol=1e-10, max_iter=100_000, train_mask=masks, shift=shift,
                       scale=scale, n_jobs=2)
@@ -128,15 +133,16 @@ def test_degenerate_inputs_never_give_nan():
   Y[:, 0] = 0.0            # a label without positives
   for kind in ('none', 'standardize'):
     shift, scale = scaling.fit_scaling(X, np.ones((1, len(X)), bool), kind)
-    fit = fista.fit_logistic(X, Y, tol=1e-6, max_iter=5_000, shift=shift[0], scale=scale[0])
+    fit = fit_logistic(X, Y, tol=1e-6, max_iter=5_000, shift=shift[0], scale=scale[0])
     for a in fit:
       assert np.all(np.isfinite(np.asarray(a, np.float64)))
     assert np.all(np.asarray(fit.coef[:5]) == 0)
 
 
-def test_reports_non_convergence():
+@pytest.mark.parametrize('penalty', ['l1', 'l2'])
+def test_reports_non_convergence(penalty):
   X, Y = cnn_like(np.random.default_rng(6))
-  fit = fista.fit_logistic(X, Y, tol=1e-12, max_iter=3)
+  fit = fit_logistic(X, Y, penalty=penalty, tol=1e-12, max_iter=3)
   assert not np.any(fit.converged) and np.all(np.asarray(fit.n_iter) == 3)
   assert np.all(np.asarray(fit.kkt) > 1e-12)
 
@@ -144,22 +150,28 @@ def test_reports_non_convergence():
 def test_compiles_once_for_same_shapes():
   rng = np.random.default_rng(7)
   X, Y = cnn_like(rng)
-  fista.fit_logistic(X, Y, C=1.0, max_iter=10)
-  before = fista._solve._cache_size()
+  fit_logistic(X, Y, C=1.0, max_iter=10)
+  before = fista.solve._cache_size()
   for C in (0.5, 2.0):
-    fista.fit_logistic(X * 2, 1 - Y, C=C, max_iter=10, tol=1e-3)
-  assert fista._solve._cache_size() == before
+    fit_logistic(X * 2, 1 - Y, C=C, max_iter=10, tol=1e-3)
+  assert fista.solve._cache_size() == before
+  fit_logistic(X, Y, penalty='l2', max_iter=10)
+  before = newton.solve._cache_size()
+  fit_logistic(X * 2, 1 - Y, penalty='l2', C=0.5, max_iter=10, tol=1e-3)
+  assert newton.solve._cache_size() == before
 
 
 def test_bad_arguments_are_named():
   X, Y = cnn_like(np.random.default_rng(8))
   with pytest.raises(UserError, match='penalty'):
-    fista.fit_logistic(X, Y, penalty='l3')
+    fit_logistic(X, Y, penalty='l3')
+  with pytest.raises(UserError, match='L2 problems only'):
+    fit_logistic(X, Y, penalty='l1', method='newton')
   with pytest.raises(UserError, match='only 0 and 1'):
-    fista.fit_logistic(X, Y * 2)
+    fit_logistic(X, Y * 2)
   X[0, 0] = np.nan
   with pytest.raises(UserError, match='NaN'):
-    fista.fit_logistic(X, Y)
+    fit_logistic(X, Y)
 
 
 def test_estimator_api():
@@ -193,7 +205,7 @@ def test_matches_liblinear_on_real_features(lpips_weights, datasets_dir, penalty
   masks = np.stack([rng.permutation(90) < 60 for _ in range(2)])
   shift, scale = scaling.fit_scaling(X, masks, 'standardize')
   with jax.enable_x64(False):
-    ours = fista.fit_logistic(X, Y, penalty=penalty, tol=1e-6, max_iter=20_000,
+    ours = fit_logistic(X, Y, penalty=penalty, tol=1e-6, max_iter=20_000,
                               train_mask=masks, shift=shift, scale=scale)
   ref = fit_liblinear(X, Y, penalty=penalty, tol=1e-10, max_iter=1_000_000, train_mask=masks,
                       shift=shift, scale=scale, n_jobs=2)

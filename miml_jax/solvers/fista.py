@@ -1,17 +1,6 @@
-r"""L1- and L2-regularised logistic regression for many labels and data splits at once.
+r"""FISTA for the problem of `miml_jax.solvers.objective`, many labels and data splits at once.
 
-The objective, per label j (and per data split), is liblinear's:
-
-    L1:  F(w, β) = ||w||_1 + |β| + C Σ_{i ∈ train} log(1 + exp(-y_ij (wᵀx_i + s β)))
-    L2:  F(w, β) = ½||w||² + ½β² + C Σ_{i ∈ train} log(1 + exp(-y_ij (wᵀx_i + s β)))
-
-with y_ij ∈ {-1, +1}, s = `intercept_scaling` and intercept b = s β. liblinear fits the intercept
-as the weight β of a synthetic feature of constant value s, so the intercept is regularised too;
-without `fit_intercept` there is no β. Dividing by C·m (m training images) gives the paper's
-eq. (1), (1/m) Σ log(1 + exp(-y(xᵀw + b))) + λ||w||_1, with λ = 1/(C m), except that eq. (1)
-leaves b unpenalised where liblinear (and so the paper's runs) penalise |b|/s.
-
-Method: accelerated proximal gradient (FISTA) with function-value restart, in a fixed metric M
+Accelerated proximal gradient (FISTA) with function-value restart, in a fixed metric M
 that majorises the Hessian of the smooth part. Non-negative CNN features make XᵀX nearly rank one
 along their mean (a Lipschitz constant of ~1e8 on raw features), so a scalar step barely moves
 anything else. With x̃ = (x, s), train mean μ̃, per-feature train std σ and the top eigenvalue λ̂
@@ -44,57 +33,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from miml_jax.errors import UserError
+from miml_jax.solvers.objective import HIGHEST as _HIGHEST
+from miml_jax.solvers.objective import LogisticFit
+from miml_jax.solvers.objective import loss_terms as _loss_terms
+from miml_jax.solvers.objective import penalty_value as _penalty
 
-_HIGHEST = jax.lax.Precision.HIGHEST
 _ROOT_STEPS = 100
 _NEWTON_LENGTHS = 12
 _POWER_STEPS = 50
-
-
-class LogisticFit(NamedTuple):
-  """Solver output; leading axis S only when several train masks were given.
-
-  coef: (S, d, L); intercept: (S, L) (b = s·β); objective: (S, L); n_iter: (S, L) iterations
-  each problem ran; converged: (S, L) whether it met `tol` within `max_iter`; kkt: (S, L) the
-  final relative prox-gradient mapping.
-  """
-  coef: jax.Array
-  intercept: jax.Array
-  objective: jax.Array
-  n_iter: jax.Array
-  converged: jax.Array
-  kkt: jax.Array
-
-
-def _penalty(z, penalty):
-  if penalty == 'l1':
-    return jnp.abs(z).sum(axis=1)
-  return 0.5 * jnp.square(z).sum(axis=1)
-
-
-def _loss_terms(margins, ysign, mask):
-  # log(1 + exp(-y m)) summed over training rows; mask: (S, n, 1).
-  return (jnp.logaddexp(0.0, -ysign * margins) * mask).sum(axis=1)
-
-
-def objective(X, Y, coef, intercept, *, penalty='l1', C=1.0, intercept_scaling=1.0,
-              fit_intercept=True, train_mask=None):
-  """liblinear's objective of a fit (see the module docstring); shapes as `fit_logistic`'s."""
-  X = jnp.asarray(X)
-  single = train_mask is None
-  mask = jnp.ones((1, X.shape[0]), X.dtype) if single else jnp.asarray(train_mask, X.dtype)
-  coef = jnp.asarray(coef)[None] if single else jnp.asarray(coef)
-  intercept = jnp.asarray(intercept)[None] if single else jnp.asarray(intercept)
-  ysign = 2.0 * jnp.asarray(Y, X.dtype) - 1.0
-  margins = jnp.einsum('nd,sdl->snl', X, coef, precision=_HIGHEST) + intercept[:, None, :]
-  beta = intercept / intercept_scaling if fit_intercept else jnp.zeros_like(intercept)
-  z = jnp.concatenate([coef, beta[:, None, :]], axis=1)
-  out = _penalty(z, penalty) + jnp.asarray(C) * _loss_terms(
-      margins, ysign[None], mask[..., None])
-  return out[0] if single else out
 
 
 def _top_eigenvalue(X, mask, mean, std, key):
@@ -228,8 +175,9 @@ class _State(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=('penalty', 'fit_intercept', 'max_iter',
                                              'newton_every', 'newton_block'))
-def _solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_intercept,
+def solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_intercept,
            max_iter, newton_every, newton_block):
+  """FISTA on X: (n, d), Y: (n, L), mask: (S, n), shift/scale: (S, d); see `fit_logistic`."""
   n, dim = X.shape
   S, L = mask.shape[0], Y.shape[1]
   dtype = X.dtype
@@ -401,70 +349,3 @@ def _solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_
   if fit_intercept:
     intercept = intercept + intercept_scaling * s.z[:, dim, :]
   return LogisticFit(coef, intercept, s.f, s.n_iter, s.done, s.kkt)
-
-
-def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_scaling=1.0,
-                 tol=1e-4, max_iter=10_000, train_mask=None, shift=None,
-                 scale=None, newton_every=None, newton_block=256) -> LogisticFit:
-  """Fits one regularised logistic regression per label (and per train mask), all at once.
-
-  Args:
-    X: (n, d) features.
-    Y: (n, L) labels in {0, 1}.
-    penalty: 'l1' or 'l2'.
-    C: inverse regularisation strength, a scalar or one per label (L,).
-    fit_intercept, intercept_scaling: as liblinear (the intercept is penalised as a weight on a
-      constant feature of value intercept_scaling).
-    tol: stop a problem when its prox-gradient mapping is below tol times its starting value.
-    max_iter: most iterations for any problem.
-    train_mask: optional (S, n) bool, one row per data split; rows outside a split's mask do not
-      enter its fit. Without it, all rows are used and outputs have no leading S axis.
-    shift, scale: optional (d,) or (S, d): split s is fitted on features (X - shift_s) / scale_s
-      (e.g. standardised with that split's training statistics, see `miml_jax.scaling`) without
-      forming them. The penalty applies to those scaled weights; `coef` and `intercept` are
-      returned in raw-feature units, so decisions are always X @ coef + intercept.
-    newton_every, newton_block: every `newton_every` iterations (0: never), a safeguarded Newton
-      step on the `newton_block` most important coordinates of each problem. None: 10 for L1,
-      whose solutions are sparse enough for the block to hold their support (on real features
-      it cuts the iterations about tenfold), and 0 for L2, whose dense solutions it cannot hold.
-
-  Returns:
-    A `LogisticFit` (see its docstring).
-  """
-  if penalty not in ('l1', 'l2'):
-    raise UserError(f"penalty must be 'l1' or 'l2', got {penalty!r}")
-  X = jnp.asarray(X)
-  if not jnp.issubdtype(X.dtype, jnp.floating):
-    X = X.astype(jnp.float32)
-  Y = np.asarray(Y)
-  if X.ndim != 2 or Y.ndim != 2 or Y.shape[0] != X.shape[0]:
-    raise UserError(f'X must be (n, d) and Y (n, L); got X {X.shape}, Y {Y.shape}')
-  if not np.isin(Y, (0, 1)).all():
-    raise UserError('Y must hold only 0 and 1')
-  if not bool(jnp.all(jnp.isfinite(X))):
-    raise UserError('X holds NaN or infinite values')
-  if np.any(np.asarray(C) <= 0) or intercept_scaling <= 0:
-    raise UserError('C and intercept_scaling must be positive')
-  single = train_mask is None
-  mask = np.ones((1, X.shape[0]), bool) if single else np.asarray(train_mask, bool)
-  if mask.ndim != 2 or mask.shape[1] != X.shape[0]:
-    raise UserError(f'train_mask must be (S, n={X.shape[0]}); got {mask.shape}')
-  if not mask.any(axis=1).all():
-    raise UserError('every train mask must select at least one row')
-  S, d = mask.shape[0], X.shape[1]
-  shift = jnp.broadcast_to(jnp.zeros(d, X.dtype) if shift is None else
-                           jnp.asarray(shift, X.dtype), (S, d))
-  scale = jnp.broadcast_to(jnp.ones(d, X.dtype) if scale is None else
-                           jnp.asarray(scale, X.dtype), (S, d))
-  if not bool(jnp.all(scale > 0)):
-    raise UserError('scale must be positive')
-  fit = _solve(X, jnp.asarray(Y, X.dtype), jnp.asarray(mask, X.dtype), shift, scale,
-               jnp.asarray(C, X.dtype), jnp.asarray(intercept_scaling, X.dtype),
-               jnp.asarray(tol, X.dtype), penalty=penalty, fit_intercept=fit_intercept,
-               max_iter=int(max_iter),
-               newton_every=(10 if penalty == 'l1' else 0) if newton_every is None
-               else int(newton_every),
-               newton_block=int(newton_block))
-  if single:
-    fit = LogisticFit(*(a[0] for a in fit))
-  return fit

@@ -1,6 +1,6 @@
 """The reference: scikit-learn's liblinear, one fit per (split, label), in parallel with joblib.
 
-Same objective, same C and intercept handling as `miml_jax.solvers.fista`. liblinear refuses a
+Same objective, same C and intercept handling as `miml_jax.solvers.objective`. liblinear refuses a
 training split in which a label has only one class; such a label gets w = 0 and a constant
 decision of ±1 towards the one class seen (what LIBLINEAR's own `train` predicts).
 """
@@ -9,7 +9,7 @@ import joblib
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from miml_jax.solvers.fista import LogisticFit
+from miml_jax.solvers.objective import LogisticFit
 
 
 def _fit_one(Xs, y, penalty, C, tol, fit_intercept, intercept_scaling, max_iter):

@@ -1,0 +1,94 @@
+"""`fit_logistic`: every label's (and every split's) regularised logistic regression in one call.
+
+L1 is solved by FISTA with Newton steps on a coordinate block (`miml_jax.solvers.fista`), L2 by
+Newton's method in sample space (`miml_jax.solvers.newton`); both solve liblinear's objective
+(`miml_jax.solvers.objective`).
+"""
+
+import jax.numpy as jnp
+import numpy as np
+
+from miml_jax.errors import UserError
+from miml_jax.solvers import fista
+from miml_jax.solvers import newton
+from miml_jax.solvers.objective import LogisticFit
+
+METHODS = ('auto', 'fista', 'newton')
+
+
+def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_scaling=1.0,
+                 tol=1e-4, max_iter=10_000, train_mask=None, shift=None, scale=None,
+                 method='auto', newton_every=None, newton_block=256) -> LogisticFit:
+  """Fits one regularised logistic regression per label (and per train mask), all at once.
+
+  Args:
+    X: (n, d) features.
+    Y: (n, L) labels in {0, 1}.
+    penalty: 'l1' or 'l2'.
+    C: inverse regularisation strength, a scalar or one per label (L,).
+    fit_intercept, intercept_scaling: as liblinear (the intercept is penalised as a weight on a
+      constant feature of value intercept_scaling).
+    tol: stop a problem when its stopping measure is below tol times its value at zero (FISTA:
+      the prox-gradient mapping; Newton: the gradient norm).
+    max_iter: most iterations for any problem.
+    train_mask: optional (S, n) bool, one row per data split; rows outside a split's mask do not
+      enter its fit. Without it, all rows are used and outputs have no leading S axis.
+    shift, scale: optional (d,) or (S, d): split s is fitted on features (X - shift_s) / scale_s
+      (e.g. standardised with that split's training statistics, see `miml_jax.scaling`) without
+      forming them. The penalty applies to those scaled weights; `coef` and `intercept` are
+      returned in raw-feature units, so decisions are always X @ coef + intercept.
+    method: 'fista', 'newton' (L2 only) or 'auto': Newton for L2, FISTA for L1. Newton holds an
+      (m, m) matrix per problem (m training rows), FISTA only vectors.
+    newton_every, newton_block (FISTA): every `newton_every` iterations (0: never), a safeguarded
+      Newton step on the `newton_block` most important coordinates of each problem. None: 10 for
+      L1, whose solutions are sparse enough for the block to hold their support (on real
+      features it cuts the iterations about tenfold), and 0 for L2.
+
+  Returns:
+    A `LogisticFit` (see its docstring).
+  """
+  if penalty not in ('l1', 'l2'):
+    raise UserError(f"penalty must be 'l1' or 'l2', got {penalty!r}")
+  if method not in METHODS:
+    raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
+  if method == 'newton' and penalty != 'l2':
+    raise UserError("method='newton' solves L2 problems only; L1 uses 'fista'")
+  X = jnp.asarray(X)
+  if not jnp.issubdtype(X.dtype, jnp.floating):
+    X = X.astype(jnp.float32)
+  Y = np.asarray(Y)
+  if X.ndim != 2 or Y.ndim != 2 or Y.shape[0] != X.shape[0]:
+    raise UserError(f'X must be (n, d) and Y (n, L); got X {X.shape}, Y {Y.shape}')
+  if not np.isin(Y, (0, 1)).all():
+    raise UserError('Y must hold only 0 and 1')
+  if not bool(jnp.all(jnp.isfinite(X))):
+    raise UserError('X holds NaN or infinite values')
+  if np.any(np.asarray(C) <= 0) or intercept_scaling <= 0:
+    raise UserError('C and intercept_scaling must be positive')
+  single = train_mask is None
+  mask = np.ones((1, X.shape[0]), bool) if single else np.asarray(train_mask, bool)
+  if mask.ndim != 2 or mask.shape[1] != X.shape[0]:
+    raise UserError(f'train_mask must be (S, n={X.shape[0]}); got {mask.shape}')
+  if not mask.any(axis=1).all():
+    raise UserError('every train mask must select at least one row')
+  S, d = mask.shape[0], X.shape[1]
+  shift = jnp.broadcast_to(jnp.zeros(d, X.dtype) if shift is None else
+                           jnp.asarray(shift, X.dtype), (S, d))
+  scale = jnp.broadcast_to(jnp.ones(d, X.dtype) if scale is None else
+                           jnp.asarray(scale, X.dtype), (S, d))
+  if not bool(jnp.all(scale > 0)):
+    raise UserError('scale must be positive')
+  common = dict(C=jnp.asarray(C, X.dtype), intercept_scaling=jnp.asarray(intercept_scaling, X.dtype),
+                tol=jnp.asarray(tol, X.dtype), fit_intercept=fit_intercept, max_iter=int(max_iter))
+  if penalty == 'l2' and method != 'fista':
+    rows, valid = newton.training_rows(mask)
+    fit = newton.solve(X, jnp.asarray(Y, X.dtype), rows, valid, shift, scale, **common)
+  else:
+    fit = fista.solve(X, jnp.asarray(Y, X.dtype), jnp.asarray(mask, X.dtype), shift, scale,
+                      penalty=penalty,
+                      newton_every=(10 if penalty == 'l1' else 0) if newton_every is None
+                      else int(newton_every),
+                      newton_block=int(newton_block), **common)
+  if single:
+    fit = LogisticFit(*(a[0] for a in fit))
+  return fit

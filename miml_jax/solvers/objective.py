@@ -1,0 +1,64 @@
+r"""The problem every solver here solves: liblinear's regularised logistic regression, per label.
+
+Per label j (and per data split):
+
+    L1:  F(w, β) = ||w||_1 + |β| + C Σ_{i ∈ train} log(1 + exp(-y_ij (wᵀx_i + s β)))
+    L2:  F(w, β) = ½||w||² + ½β² + C Σ_{i ∈ train} log(1 + exp(-y_ij (wᵀx_i + s β)))
+
+with y_ij ∈ {-1, +1}, s = `intercept_scaling` and intercept b = s β. liblinear fits the intercept
+as the weight β of a synthetic feature of constant value s, so the intercept is regularised too;
+without `fit_intercept` there is no β. Dividing by C·m (m training images) gives the paper's
+eq. (1), (1/m) Σ log(1 + exp(-y(xᵀw + b))) + λ||w||_1, with λ = 1/(C m), except that eq. (1)
+leaves b unpenalised where liblinear (and so the paper's runs) penalise |b|/s.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class LogisticFit(NamedTuple):
+  """Solver output; leading axis S only when several train masks were given.
+
+  coef: (S, d, L); intercept: (S, L) (b = s·β); objective: (S, L); n_iter: (S, L) iterations
+  each problem ran; converged: (S, L) whether it met `tol` within `max_iter`; kkt: (S, L) the
+  final value of the solver's relative stopping measure.
+  """
+  coef: jax.Array
+  intercept: jax.Array
+  objective: jax.Array
+  n_iter: jax.Array
+  converged: jax.Array
+  kkt: jax.Array
+
+
+def penalty_value(z, penalty, axis=1):
+  """The regulariser of weights z, summed over `axis`."""
+  if penalty == 'l1':
+    return jnp.abs(z).sum(axis=axis)
+  return 0.5 * jnp.square(z).sum(axis=axis)
+
+
+def loss_terms(margins, ysign, mask, axis=1):
+  """Σ mask · log(1 + exp(-y m)) over the rows on `axis`."""
+  return (jnp.logaddexp(0.0, -ysign * margins) * mask).sum(axis=axis)
+
+
+def objective(X, Y, coef, intercept, *, penalty='l1', C=1.0, intercept_scaling=1.0,
+              fit_intercept=True, train_mask=None):
+  """liblinear's objective of a fit (see the module docstring); shapes as `fit_logistic`'s."""
+  X = jnp.asarray(X)
+  single = train_mask is None
+  mask = jnp.ones((1, X.shape[0]), X.dtype) if single else jnp.asarray(train_mask, X.dtype)
+  coef = jnp.asarray(coef)[None] if single else jnp.asarray(coef)
+  intercept = jnp.asarray(intercept)[None] if single else jnp.asarray(intercept)
+  ysign = 2.0 * jnp.asarray(Y, X.dtype) - 1.0
+  margins = jnp.einsum('nd,sdl->snl', X, coef, precision=HIGHEST) + intercept[:, None, :]
+  beta = intercept / intercept_scaling if fit_intercept else jnp.zeros_like(intercept)
+  z = jnp.concatenate([coef, beta[:, None, :]], axis=1)
+  out = penalty_value(z, penalty) + jnp.asarray(C) * loss_terms(
+      margins, ysign[None], mask[..., None])
+  return out[0] if single else out

@@ -64,8 +64,12 @@ def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
 
 
 def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', fista_tol=1e-6,
-               liblinear_tol=1e-8, max_iter=20_000, n_jobs=-1) -> MethodResult:
-  """Fits `name` on every split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test part."""
+               liblinear_tol=1e-8, max_iter=20_000, n_jobs=-1, test_masks=None) -> MethodResult:
+  """Fits `name` on every split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test part.
+
+  test_masks: (S, n) the rows to score, if not all rows outside the training masks (Figure 3
+  trains on subsets of a split's training part and scores the same test part).
+  """
   if name not in METHODS:
     raise UserError(f'unknown method {name!r}; choose from {", ".join(METHODS)}')
   penalty = 'l2' if name.endswith('l2') else 'l1'
@@ -85,7 +89,7 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', fista_to
   seconds = time.perf_counter() - start
   coef = np.asarray(fit.coef, np.float64)
   intercept = np.asarray(fit.intercept, np.float64)
-  test = test_indices(masks)
+  test = test_indices(masks if test_masks is None else ~np.asarray(test_masks, bool))
   decisions = np.einsum('std,sdl->stl', X[test].astype(np.float64), coef) + intercept[:, None, :]
   scores = metrics.evaluate(Y[test], decisions)
   objective = scaled_objective(X, Y, masks, shift, scale, coef, intercept, penalty=penalty, C=C,

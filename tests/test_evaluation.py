@@ -51,10 +51,11 @@ def test_random_splits_are_reproducible_and_nested():
   assert not np.array_equal(a[0], a[1])
 
 
-def test_table1_command_end_to_end(tmp_path):
+def tiny_dataset(tmp_path, n=12):
+  """A dataset of n random images with two labels, and random weights; returns its folder."""
   rng = np.random.default_rng(0)
   root = tmp_path / 'tiny'
-  paths = conftest.write_images(root / 'images', 12, rng)
+  paths = conftest.write_images(root / 'images', n, rng)
   with open(root / 'labels.csv', 'w') as f:
     f.write('image,a,b\n')
     for i, p in enumerate(paths):
@@ -62,6 +63,11 @@ def test_table1_command_end_to_end(tmp_path):
   from miml_jax import weights
   weights.save(tmp_path / 'w.safetensors', reference.random_params(rng), source='test',
                preprocessing=weights.TORCHVISION)
+  return root
+
+
+def test_table1_command_end_to_end(tmp_path):
+  root = tiny_dataset(tmp_path)
   result = subprocess.run(
       [sys.executable, '-m', 'miml_jax.experiments.table1', f'--dataset={root}',
        f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache', '--splits=3',
@@ -75,3 +81,30 @@ def test_table1_command_end_to_end(tmp_path):
   assert '| a.p. ↑ |' in (tmp_path / 'out' / 'table1_tiny.md').read_text()
   with np.load(tmp_path / 'out' / 'table1_tiny.npz') as f:
     assert f['decisions_fista_l1'].shape == (3, 4, 2)
+
+
+def test_figure3_command_end_to_end_and_resumes(tmp_path):
+  root = tiny_dataset(tmp_path, n=15)
+  command = [sys.executable, '-m', 'miml_jax.experiments.figure3', f'--dataset={root}',
+             f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache',
+             '--splits=2', '--solvers=fista_l1,fista_l2', f'--output_dir={tmp_path}/out']
+  result = subprocess.run(command + ['--train_sizes=4,10'], capture_output=True, text=True,
+                          cwd=conftest.REPO)
+  assert result.returncode == 0, result.stderr
+  out = json.loads((tmp_path / 'out' / 'figure3_tiny.json').read_text())
+  assert [p['train_images'] for p in out['points']['fista_l1']] == [4, 10]
+  assert set(out['points']['fista_l2'][0]) >= set(metrics.NAMES)
+  assert (tmp_path / 'out' / 'figure3_tiny.png').read_bytes()[:4] == b'\x89PNG'
+  rows = (tmp_path / 'out' / 'figure3_tiny.csv').read_text().splitlines()
+  assert rows[0] == 'method,train_images,metric,mean,std' and len(rows) == 1 + 2 * 2 * 5
+  # A rerun with one more size fits only that one and keeps the others.
+  result = subprocess.run(command + ['--train_sizes=4,7,10'], capture_output=True, text=True,
+                          cwd=conftest.REPO)
+  assert result.returncode == 0, result.stderr
+  assert '4 training images' not in result.stdout and '7 training images' in result.stdout
+  again = json.loads((tmp_path / 'out' / 'figure3_tiny.json').read_text())
+  assert [p['train_images'] for p in again['points']['fista_l2']] == [4, 7, 10]
+  assert again['points']['fista_l1'][0] == out['points']['fista_l1'][0]
+  bad = subprocess.run(command + ['--train_sizes=1000'], capture_output=True, text=True,
+                       cwd=conftest.REPO)
+  assert bad.returncode == 1 and 'train_sizes' in bad.stderr and 'Traceback' not in bad.stderr

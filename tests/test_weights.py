@@ -187,7 +187,7 @@ def test_not_a_weights_file(tmp_path):
   (tmp_path / 'x.safetensors').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 100)
   with pytest.raises(UserError, match='x.safetensors'):
     weights.load(tmp_path / 'x.safetensors')
-  with pytest.raises(UserError, match='no such weights file'):
+  with pytest.raises(UserError, match='no such VGG16 weights file'):
     weights.load(tmp_path / 'missing.safetensors')
 
 

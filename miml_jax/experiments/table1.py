@@ -22,10 +22,8 @@ from miml_jax import evaluation
 from miml_jax import paper
 from miml_jax import scaling
 from miml_jax import splits
-from miml_jax import weights as weights_lib
 from miml_jax.errors import exit_on_user_error
-from miml_jax.features import read_feature_file
-from miml_jax.features import write_feature_file
+from miml_jax.features import cached_features
 
 _DATASET = flags.DEFINE_string('dataset', None, 'scene, msrc_v2, or a dataset folder.',
                                required=True)
@@ -89,10 +87,7 @@ def main(argv):
   logging.info('%s', command_line())
   with exit_on_user_error():
     dataset = datasets.load(_DATASET.value, _DATA_DIR.value)
-    params, info = weights_lib.load(_WEIGHTS.value)
-    stem = os.path.splitext(os.path.basename(_WEIGHTS.value))[0]
-    cache = os.path.join(_CACHE_DIR.value, f'{dataset.name}_{stem}.h5')
-    data = read_feature_file(write_feature_file(dataset, (params, info), cache))
+    data, info = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
     X, Y = data.features, data.labels.astype(np.float64)
     masks = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value, _SEED.value)
     results = evaluation.run(X, Y, masks, _SOLVERS.value, C=_C.value,

@@ -9,6 +9,7 @@ from miml_jax.features.extract import FeatureLayout
 from miml_jax.features.extract import iter_feature_batches
 from miml_jax.features.extract import layout
 from miml_jax.features.extract import quadrant_max
+from miml_jax.features.store import cached_features
 from miml_jax.features.store import FeatureFile
 from miml_jax.features.store import read_feature_file
 from miml_jax.features.store import write_feature_file

@@ -9,17 +9,14 @@ the command line is `python -m miml_jax.weights.convert`.
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import safetensors
-import safetensors.numpy
 
-from miml_jax import atomic
+from miml_jax import safefile
 from miml_jax import vgg
 from miml_jax.errors import UserError
 
@@ -107,32 +104,19 @@ def _flatten(params):
           for layer, p in params.items() for k, v in p.items()}
 
 
-def _checksum(flat) -> str:
-  digest = hashlib.sha256()
-  for name in sorted(flat):
-    arr = flat[name]
-    digest.update(f'{name}:{arr.dtype.str}:{arr.shape};'.encode())
-    digest.update(arr.tobytes())
-  return digest.hexdigest()
-
-
 def save(path, params, *, source: str, preprocessing: Preprocessing) -> WeightsInfo:
   """Writes checked VGG16 parameters to `path` atomically; returns the file's `WeightsInfo`."""
   path = os.fspath(path)
   num_fc = check_params(params, f'weights from {source}')
   flat = _flatten(params)
   layers = tuple(vgg.CONV_NAMES) + tuple(vgg.FC_NAMES[:num_fc])
-  info = WeightsInfo(source, preprocessing, layers, _checksum(flat))
-  metadata = {
+  digest = safefile.save(path, flat, {
       'format': FORMAT,
       'source': source,
       'preprocessing': json.dumps(dataclasses.asdict(preprocessing)),
       'layers': ','.join(layers),
-      'sha256': info.checksum,
-  }
-  with atomic.atomic_path(path, '.safetensors') as tmp:
-    safetensors.numpy.save_file(flat, tmp, metadata=metadata)
-  return info
+  })
+  return WeightsInfo(source, preprocessing, layers, digest)
 
 
 def load(path):
@@ -142,20 +126,8 @@ def load(path):
   `VGG16(num_fc=info.num_fc).apply({'params': params}, x)`.
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise UserError(f'{path}: no such weights file (make one with '
-                    f'`python -m miml_jax.weights.convert`)')
-  try:
-    with safetensors.safe_open(path, framework='numpy') as f:
-      metadata = f.metadata() or {}
-      flat = {name: f.get_tensor(name) for name in f.keys()}
-  except (safetensors.SafetensorError, OSError, ValueError) as e:
-    raise UserError(f'{path}: not a readable safetensors weights file '
-                    f'(truncated or another format?): {e}') from None
-  if metadata.get('format') != FORMAT:
-    raise UserError(f'{path}: not a miml_jax VGG16 weights file (format '
-                    f'{metadata.get("format")!r}, expected {FORMAT!r}); convert it with '
-                    f'`python -m miml_jax.weights.convert`')
+  flat, metadata = safefile.load(path, FORMAT, 'VGG16 weights file',
+                                 '; convert weights with `python -m miml_jax.weights.convert`')
   try:
     preprocessing = Preprocessing(**json.loads(metadata['preprocessing']))
     preprocessing = dataclasses.replace(
@@ -164,9 +136,6 @@ def load(path):
                        tuple(metadata['layers'].split(',')), metadata['sha256'])
   except (KeyError, TypeError, ValueError) as e:
     raise UserError(f'{path}: damaged metadata in weights file: {e!r}') from None
-  if _checksum(flat) != info.checksum:
-    raise UserError(f'{path}: checksum mismatch: the arrays were changed or damaged '
-                    f'after conversion')
   params = {}
   for name, arr in flat.items():
     layer, _, k = name.partition('.')

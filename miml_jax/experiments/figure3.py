@@ -1,0 +1,156 @@
+"""Figure 3 of the paper: each metric against the number of training images.
+
+  python -m miml_jax.experiments.figure3 --dataset=msrc_v2 --data_dir=../shared/datasets \
+      --train_sizes=25,50,100,200,300,394 --output_dir=experiments/figure3
+
+Repetition r trains on the first k images of Table 1's split r (same seed) and is scored on that
+split's test third, so every point shares Table 1's test sets and the last size is Table 1
+itself. Writes figure3_<dataset>.png (five panels, mean ± std over the repetitions, the best of
+the paper's six baselines with 2/3 training images as a red line), .csv and .json. Results are
+saved after every training size, and a rerun skips the sizes already in the JSON.
+"""
+
+import csv
+import json
+import os
+
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+from miml_jax import atomic
+from miml_jax import datasets
+from miml_jax import evaluation
+from miml_jax import metrics
+from miml_jax import paper
+from miml_jax import scaling
+from miml_jax import splits
+from miml_jax.errors import exit_on_user_error
+from miml_jax.errors import UserError
+from miml_jax.features import cached_features
+
+_DATASET = flags.DEFINE_string('dataset', None, 'scene, msrc_v2, or a dataset folder.',
+                               required=True)
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name '
+                                '(default: $MIML_JAX_DATA).')
+_WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'Weights file.')
+_CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'Where feature files are kept.')
+_TRAIN_SIZES = flags.DEFINE_list('train_sizes', None, 'Training images per repetition '
+                                 '(default: from 25 up to Table 1\'s 2/3).')
+_SPLITS = flags.DEFINE_integer('splits', 30, 'Repetitions per size.')
+_TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, "Table 1's training share.")
+_SEED = flags.DEFINE_integer('seed', 0, 'Split seed (as table1).')
+_C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
+_SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
+_SOLVERS = flags.DEFINE_list('solvers', ['fista_l1', 'fista_l2'], 'Methods (see table1).')
+_FISTA_TOL = flags.DEFINE_float('fista_tol', 1e-6, 'JAX solver tolerance.')
+_LIBLINEAR_TOL = flags.DEFINE_float('liblinear_tol', 1e-8, 'liblinear tolerance.')
+_MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
+_N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'Parallel liblinear fits.')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'experiments/figure3', 'Where results go.')
+
+LABELS = {'average_precision': 'average precision ↑', 'coverage': 'coverage ↓',
+          'hamming_loss': 'Hamming loss ↓', 'one_error': 'one error ↓',
+          'ranking_loss': 'ranking loss ↓'}
+NAMES = {'fista_l1': 'VGG+L1LR (ours)', 'fista_l2': 'VGG+LR (ours)',
+         'liblinear_l1': 'VGG+L1LR (liblinear)', 'liblinear_l2': 'VGG+LR (liblinear)',
+         'liblinear_paper': 'VGG+L1LR (paper setting)'}
+
+
+def default_sizes(n_train: int) -> list[int]:
+  return sorted({k for k in (25, 50, 100, 200, 500, 1000) if k < n_train} | {n_train})
+
+
+def plot(result: dict, path: str) -> None:
+  import matplotlib   # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt   # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(metrics.NAMES), figsize=(4 * len(metrics.NAMES), 3.4))
+  best = result.get('best_baseline') or {}
+  for ax, metric in zip(axes, metrics.NAMES):
+    for method in result['methods']:
+      points = result['points'][method]
+      sizes = [p['train_images'] for p in points]
+      ax.errorbar(sizes, [p[metric]['mean'] for p in points],
+                  yerr=[p[metric]['std'] for p in points], marker='o', ms=3, capsize=3,
+                  label=NAMES.get(method, method))
+    if metric in best:
+      method, value = best[metric]
+      ax.axhline(value, color='red', lw=1, label=f'best baseline, 2/3 train ({method})')
+    ax.set_xscale('log')
+    ax.set_xlabel('training images')
+    ax.set_title(LABELS[metric])
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7, loc='lower right')
+  fig.suptitle(f"{result['dataset']}: {result['splits']} repetitions per size, mean ± std")
+  fig.tight_layout()
+  with atomic.atomic_path(path, '.png') as tmp:
+    fig.savefig(tmp, dpi=120, format='png')
+  plt.close(fig)
+
+
+def write(result: dict, out: str) -> None:
+  with atomic.atomic_path(out + '.json') as tmp, open(tmp, 'w') as f:
+    json.dump(result, f, indent=2)
+  with atomic.atomic_path(out + '.csv') as tmp, open(tmp, 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['method', 'train_images', 'metric', 'mean', 'std'])
+    for method, points in result['points'].items():
+      for p in points:
+        for metric in metrics.NAMES:
+          w.writerow([method, p['train_images'], metric, p[metric]['mean'], p[metric]['std']])
+  plot(result, out + '.png')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  with exit_on_user_error():
+    dataset = datasets.load(_DATASET.value, _DATA_DIR.value)
+    data, info = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
+    X, Y = data.features, data.labels.astype(np.float64)
+    full = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value, _SEED.value)
+    n_train = int(full[0].sum())
+    sizes = (default_sizes(n_train) if _TRAIN_SIZES.value is None
+             else sorted({int(k) for k in _TRAIN_SIZES.value}))
+    if sizes[0] < 2 or sizes[-1] > n_train:
+      raise UserError(f'--train_sizes must lie in 2..{n_train} (the training part of a split)')
+    out = os.path.join(_OUTPUT_DIR.value, f'figure3_{dataset.name}')
+    settings = {'dataset': dataset.name, 'n_images': int(len(X)), 'splits': _SPLITS.value,
+                'seed': _SEED.value, 'train_fraction': _TRAIN_FRACTION.value, 'C': _C.value,
+                'scaling': _SCALING.value, 'weights_sha256': info.checksum,
+                'methods': list(_SOLVERS.value)}
+    result = {**settings, 'points': {m: [] for m in _SOLVERS.value},
+              'best_baseline': paper.best_baseline(dataset.name)
+              if dataset.name in paper.TABLE1 else None}
+    if os.path.exists(out + '.json'):
+      with open(out + '.json') as f:
+        previous = json.load(f)
+      if {k: previous.get(k) for k in settings} == settings:
+        result = previous
+        logging.info('%s.json: resuming, %s done', out,
+                     sorted({p['train_images'] for ps in previous['points'].values() for p in ps}))
+    for k in sizes:
+      if all(any(p['train_images'] == k for p in result['points'][m]) for m in _SOLVERS.value):
+        continue
+      # The first k rows of each Table 1 split's own permutation: nested in its training part.
+      masks = splits.random_splits(len(X), _SPLITS.value, seed=_SEED.value, n_train=k)
+      runs = evaluation.run(X, Y, masks, _SOLVERS.value, test_masks=~full, C=_C.value,
+                            scaling_kind=_SCALING.value, fista_tol=_FISTA_TOL.value,
+                            liblinear_tol=_LIBLINEAR_TOL.value, max_iter=_MAX_ITER.value,
+                            n_jobs=_N_JOBS.value)
+      for method, r in runs.items():
+        result['points'][method] = sorted(
+            [p for p in result['points'][method] if p['train_images'] != k]
+            + [{'train_images': k, **evaluation.summary(r)}], key=lambda p: p['train_images'])
+      write(result, out)
+      print(f'{k} training images: ' + ', '.join(
+          f"{m} a.p. {runs[m].metrics['average_precision'].mean():.3f}" for m in runs),
+            flush=True)
+  write(result, out)
+  print(f'wrote {out}.png, .csv, .json')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,155 @@
+"""`Tagger`: per-label L1 logistic regressions on VGG16 features, trained, saved and applied.
+
+A tagger file is a `miml_jax.safefile` (safetensors, no pickle): coefficients in raw-feature
+units, intercepts, per-label C and probability thresholds, and metadata naming the labels, the
+feature layout and the checksum of the VGG16 weights whose features it was trained on. Applying
+it with features of other weights is refused.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+
+from miml_jax import model_selection
+from miml_jax import safefile
+from miml_jax import scaling
+from miml_jax.errors import UserError
+from miml_jax.solvers import fit_logistic
+
+FORMAT = 'miml_jax.tagger/1'
+
+
+@dataclasses.dataclass
+class Tagger:
+  """label_names: (q,); coef: (D, q); intercept, C, thresholds: (q,); weights_sha256: the VGG16
+  weights the features came from; image_size: the extractor's input size."""
+  label_names: tuple[str, ...]
+  coef: np.ndarray
+  intercept: np.ndarray
+  C: np.ndarray
+  thresholds: np.ndarray
+  weights_sha256: str
+  image_size: int = 224
+  info: dict = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def fit(cls, X, Y, label_names, weights_sha256, *, C=1.0, Cs=model_selection.DEFAULT_CS,
+          folds=5, select='per_label', thresholds='fixed', scaling_kind='standardize',
+          image_size=224, tol=1e-4, max_iter=10_000, seed=0) -> 'Tagger':
+    """Fits one L1 logistic regression per label on features X (n, D) and labels Y (n, q).
+
+    C: a number, or 'cv' to choose it per label (or globally, `select`) by `folds`-fold
+    cross-validation over `Cs`. thresholds: 'fixed' (probability 0.5, the paper's Hamming loss)
+    or 'tuned' (per-label F1-optimal thresholds on held-out predictions of the training data).
+    """
+    X = np.asarray(X, np.float32)
+    Y = np.asarray(Y)
+    if X.ndim != 2 or Y.ndim != 2 or len(X) != len(Y) or Y.shape[1] != len(label_names):
+      raise UserError(f'features {X.shape} and labels {Y.shape} do not match '
+                      f'{len(label_names)} label names')
+    if thresholds not in ('fixed', 'tuned'):
+      raise UserError(f"thresholds must be 'fixed' or 'tuned', got {thresholds!r}")
+    info = {'n_images': len(X), 'scaling': scaling_kind}
+    cv = None
+    if C == 'cv' or thresholds == 'tuned':
+      grid = Cs if C == 'cv' else (float(C),)
+      cv = model_selection.cross_validate(X, Y, grid, folds=folds, select=select,
+                                          scaling_kind=scaling_kind, seed=seed, tol=tol,
+                                          max_iter=max_iter)
+      info['cv'] = {'Cs': cv.Cs.tolist(), 'log_loss': cv.log_loss.tolist(),
+                    'average_precision': cv.average_precision.tolist(), 'folds': folds,
+                    'select': select}
+    C_labels = cv.best_C if C == 'cv' else np.full(Y.shape[1], float(C))
+    mask = np.ones((1, len(X)), bool)
+    shift, scale = scaling.fit_scaling(X, mask, scaling_kind)
+    fit = fit_logistic(X, Y.astype(np.float64), penalty='l1', C=C_labels, tol=tol,
+                       max_iter=max_iter, shift=shift[0], scale=scale[0])
+    info['converged'] = np.asarray(fit.converged).tolist()
+    if thresholds == 'tuned':
+      # Held-out probabilities at each label's chosen C.
+      pick = np.searchsorted(cv.Cs, C_labels)
+      held = cv.decisions[:, pick, np.arange(Y.shape[1])]
+      cut = model_selection.tune_thresholds(Y, 1 / (1 + np.exp(-held)))
+    else:
+      cut = np.full(Y.shape[1], 0.5)
+    return cls(tuple(label_names), np.asarray(fit.coef, np.float64),
+               np.asarray(fit.intercept, np.float64), C_labels.astype(np.float64), cut,
+               weights_sha256, image_size, info)
+
+  def decision_function(self, X) -> np.ndarray:
+    X = np.asarray(X, np.float64)
+    if X.ndim != 2 or X.shape[1] != self.coef.shape[0]:
+      raise UserError(f'features have shape {X.shape}; this tagger expects '
+                      f'(n, {self.coef.shape[0]})')
+    return X @ self.coef + self.intercept
+
+  def predict_proba(self, X) -> np.ndarray:
+    """(n, q) per-label probabilities from features X (n, D)."""
+    return 1 / (1 + np.exp(-self.decision_function(X)))
+
+  def predict(self, X) -> np.ndarray:
+    """(n, q) 0/1 tags: probability at or above each label's threshold."""
+    return (self.predict_proba(X) >= self.thresholds).astype(np.uint8)
+
+  def check_weights(self, weights_sha256: str, origin: str) -> None:
+    if weights_sha256 != self.weights_sha256:
+      raise UserError(f'{origin}: these VGG16 weights (sha256 {weights_sha256[:12]}...) are not '
+                      f'the ones this tagger was trained with (sha256 '
+                      f'{self.weights_sha256[:12]}...); pass the same --weights as for training')
+
+  def save(self, path) -> None:
+    """Writes the tagger to `path` (safetensors, atomically)."""
+    safefile.save(path, {'coef': self.coef, 'intercept': self.intercept, 'C': self.C,
+                         'thresholds': self.thresholds}, {
+                             'format': FORMAT,
+                             'label_names': json.dumps(list(self.label_names)),
+                             'weights_sha256': self.weights_sha256,
+                             'image_size': str(self.image_size),
+                             'info': json.dumps(self.info)})
+
+  @classmethod
+  def load(cls, path) -> 'Tagger':
+    """Reads a tagger file; `UserError` naming the file if it is not a sound one."""
+    arrays, meta = safefile.load(path, FORMAT, 'tagger file',
+                                 '; train one with `python -m miml_jax.tag train`')
+    try:
+      names = tuple(json.loads(meta['label_names']))
+      tagger = cls(names, arrays['coef'], arrays['intercept'], arrays['C'],
+                   arrays['thresholds'], meta['weights_sha256'], int(meta['image_size']),
+                   json.loads(meta.get('info', '{}')))
+    except (KeyError, TypeError, ValueError) as e:
+      raise UserError(f'{path}: damaged tagger file: {e!r}') from None
+    q = len(names)
+    if (tagger.coef.ndim != 2 or tagger.coef.shape[1] != q or
+        any(a.shape != (q,) for a in (tagger.intercept, tagger.C, tagger.thresholds)) or
+        not all(isinstance(n, str) for n in names)):
+      raise UserError(f'{path}: damaged tagger file: array shapes do not match {q} labels')
+    if not all(np.all(np.isfinite(a)) for a in arrays.values()):
+      raise UserError(f'{path}: damaged tagger file: NaN or infinite values')
+    return tagger
+
+
+def train(data: str, weights_path: str, *, data_dir=None, cache_dir='cache', image_size=224,
+          **fit_kwargs):
+  """A `Tagger` for a dataset in the plain layout, from its (cached) features."""
+  from miml_jax import datasets   # pylint: disable=g-import-not-at-top
+  from miml_jax.features import cached_features   # pylint: disable=g-import-not-at-top
+  dataset = datasets.load(data, data_dir)
+  feats, info = cached_features(dataset, weights_path, cache_dir, image_size=image_size)
+  tagger = Tagger.fit(feats.features, feats.labels, feats.label_names, info.checksum,
+                      image_size=image_size, **fit_kwargs)
+  tagger.info['dataset'] = dataset.root
+  return tagger
+
+
+def predict_images(tagger: Tagger, paths, weights_path, *, batch_size=32,
+                   progress=False) -> np.ndarray:
+  """(n, q) tag probabilities of image files, with the weights the tagger was trained on."""
+  from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
+  from miml_jax.features import extract_features   # pylint: disable=g-import-not-at-top
+  params, info = weights_lib.load(weights_path)
+  tagger.check_weights(info.checksum, weights_path)
+  X = extract_features(list(paths), (params, info), batch_size=batch_size,
+                       image_size=tagger.image_size, progress=progress)
+  return tagger.predict_proba(X)

@@ -1,0 +1,151 @@
+"""Tagging your own images: train, save, load in a new process, predict; model files are safe."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from miml_jax import model_selection
+from miml_jax import Tagger
+from miml_jax import weights
+from miml_jax.errors import UserError
+from tests import conftest
+from tests import reference
+
+
+def run(*args, cwd=conftest.REPO):
+  return subprocess.run([sys.executable, '-m', 'miml_jax.tag', *map(str, args)],
+                        capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope='module')
+def scene_subset(tmp_path_factory, datasets_dir):
+  """40 scene images (every 50th) in the plain layout, and 6 more to tag."""
+  src = os.path.join(datasets_dir, 'scene')
+  with open(os.path.join(src, 'labels.csv')) as f:
+    rows = list(csv.reader(f))
+  root = tmp_path_factory.mktemp('data') / 'scene40'
+  os.makedirs(root / 'images')
+  with open(root / 'labels.csv', 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(rows[0])
+    for row in rows[1::50]:
+      shutil.copy(os.path.join(src, 'images', row[0]), root / 'images' / row[0])
+      w.writerow(row)
+  new = root.parent / 'new'
+  os.makedirs(new)
+  for row in rows[25::350]:
+    shutil.copy(os.path.join(src, 'images', row[0]), new / row[0])
+  return root, new
+
+
+def test_train_save_load_predict_in_new_processes(scene_subset, lpips_weights, tmp_path):
+  root, new = scene_subset
+  model = tmp_path / 'scene.tagger'
+  result = run('train', f'--data={root}', f'--weights={lpips_weights}', f'--output={model}',
+               f'--cache_dir={tmp_path}/cache', '--image_size=64', '--thresholds=tuned',
+               '--folds=3')
+  assert result.returncode == 0, result.stderr
+  assert 'non-zero weights per label' in result.stdout
+  result = run('predict', f'--model={model}', f'--weights={lpips_weights}', '--format=json',
+               new)
+  assert result.returncode == 0, result.stderr
+  out = json.loads(result.stdout)
+  assert [os.path.basename(o['image']) for o in out] == sorted(os.listdir(new))
+  # The same scores in this process, from the features and the loaded model.
+  tagger = Tagger.load(model)
+  from miml_jax.features import extract_features
+  X = extract_features([o['image'] for o in out], lpips_weights, image_size=64)
+  expected = tagger.predict_proba(X)
+  got = np.array([[o['probabilities'][n] for n in tagger.label_names] for o in out])
+  np.testing.assert_allclose(got, expected, atol=1e-4)
+  for o, row in zip(out, expected):
+    assert o['tags'] == [n for n, p, t in zip(tagger.label_names, row, tagger.thresholds)
+                         if p >= t]
+  table = run('predict', f'--model={model}', f'--weights={lpips_weights}', new)
+  assert table.returncode == 0 and len(table.stdout.splitlines()) == len(out)
+  csv_out = run('predict', f'--model={model}', f'--weights={lpips_weights}', '--format=csv',
+                *[o['image'] for o in out[:2]])
+  assert csv_out.stdout.splitlines()[0] == 'image,' + ','.join(tagger.label_names)
+
+
+def test_other_weights_are_refused(scene_subset, lpips_weights, tmp_path):
+  rng = np.random.default_rng(0)
+  X, Y = rng.random((30, 5888)), (rng.random((30, 2)) < 0.5).astype(int)
+  tagger = Tagger.fit(X, Y, ('a', 'b'), 'f' * 64, image_size=64)
+  tagger.save(tmp_path / 'm.tagger')
+  other = tmp_path / 'other.safetensors'
+  weights.save(other, reference.random_params(rng), source='test',
+               preprocessing=weights.TORCHVISION)
+  result = run('predict', f'--model={tmp_path}/m.tagger', f'--weights={other}',
+               scene_subset[1])
+  assert result.returncode == 1 and 'not the ones this tagger was trained with' in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_tampered_truncated_and_foreign_model_files(tmp_path):
+  rng = np.random.default_rng(1)
+  X, Y = rng.random((30, 20)), (rng.random((30, 3)) < 0.5).astype(int)
+  Tagger.fit(X, Y, ('a', 'b', 'c'), 'f' * 64).save(tmp_path / 'm.tagger')
+  data = (tmp_path / 'm.tagger').read_bytes()
+  tampered = bytearray(data)
+  tampered[-5] ^= 0x55
+  (tmp_path / 'tampered').write_bytes(bytes(tampered))
+  (tmp_path / 'truncated').write_bytes(data[:len(data) // 2])
+  # A pickle that would run code if unpickled: it must only ever be refused.
+  (tmp_path / 'pickle').write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR.")
+  for name, message in (('tampered', 'checksum mismatch'), ('truncated', 'not a readable'),
+                        ('pickle', 'not a readable'), ('missing', 'no such tagger file')):
+    with pytest.raises(UserError, match=message):
+      Tagger.load(tmp_path / name)
+    result = run('predict', f'--model={tmp_path / name}', tmp_path, cwd=tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr
+  assert not (tmp_path / 'pwned').exists()
+  # A weights file is not a tagger.
+  weights.save(tmp_path / 'w.safetensors', reference.random_params(rng), source='test',
+               preprocessing=weights.TORCHVISION)
+  with pytest.raises(UserError, match='not a miml_jax tagger file'):
+    Tagger.load(tmp_path / 'w.safetensors')
+
+
+def test_c_grid_is_one_call_and_matches_separate_fits():
+  rng = np.random.default_rng(2)
+  X = np.maximum(rng.standard_normal((80, 30)) + 0.5, 0)
+  Y = ((X[:, :3] - X[:, :3].mean(0)) + 0.3 * rng.standard_normal((80, 3)) > 0).astype(float)
+  Cs = (0.1, 1.0, 10.0)
+  grid = model_selection.fit_grid(X, Y, Cs, tol=1e-7, max_iter=20_000)
+  assert grid.coef.shape == (30, 3, 3)
+  from miml_jax.solvers import fit_logistic
+  for g, C in enumerate(Cs):
+    alone = fit_logistic(X, Y, C=C, tol=1e-7, max_iter=20_000)
+    np.testing.assert_allclose(grid.objective[g], alone.objective, rtol=1e-5)
+  # Sparser with stronger regularisation: the path.
+  nonzero = (grid.coef != 0).sum(axis=0).sum(axis=1)
+  assert nonzero[0] <= nonzero[1] <= nonzero[2]
+  cv = model_selection.cross_validate(X, Y, Cs, folds=4)
+  assert cv.log_loss.shape == (3, 3) and cv.best_C.shape == (3,)
+  assert set(cv.best_C) <= set(Cs)
+  np.testing.assert_array_equal(cv.best_C, np.asarray(Cs)[cv.log_loss.argmin(0)])
+  glob = model_selection.cross_validate(X, Y, Cs, folds=4, select='global')
+  assert len(set(glob.best_C)) == 1
+
+
+def test_tuned_thresholds_maximise_f1():
+  Y = np.array([[1], [1], [0], [0], [1]])
+  p = np.array([[0.9], [0.4], [0.35], [0.1], [0.6]])
+  # Cutting at 0.4 keeps the three positives and no negative: F1 = 1.
+  assert model_selection.tune_thresholds(Y, p)[0] == pytest.approx(0.4)
+
+
+def test_bad_train_input_is_named(tmp_path):
+  result = run('train', f'--data={tmp_path}/nope', f'--output={tmp_path}/m')
+  assert result.returncode == 1 and 'not found' in result.stderr
+  result = run('train', f'--data={tmp_path}', f'--output={tmp_path}/m', '--C=-1')
+  assert result.returncode == 1 and '--C must be positive' in result.stderr
+  result = run('predict', f'--model={tmp_path}/m', f'{tmp_path}/nothing.jpg')
+  assert result.returncode == 1

@@ -23,9 +23,13 @@ def load_image(path, size: int = 224) -> np.ndarray:
   Greyscale, palette, CMYK, RGBA (alpha dropped) and 16-bit images are converted to RGB; EXIF
   orientation is applied; the image is resized with PIL's bilinear filter, as the paper's
   pipeline did. A file that is missing, truncated or not an image raises `UserError` naming it.
+  A JPEG at least four times larger than `size` is decoded at a reduced scale (1/2 to 1/8, by
+  the decoder's DCT scaling) that keeps it at least 2 x `size`, so memory stays bounded for
+  photos of any size; images of the benchmark datasets are never reduced.
   """
   try:
     with Image.open(path) as image:
+      image.draft('RGB', (2 * size, 2 * size))
       image.load()
       image = ImageOps.exif_transpose(image)
       image = _to_rgb(image)

@@ -30,6 +30,17 @@ def lpips_weights(tmp_path_factory):
   return str(path)
 
 
+@pytest.fixture(scope='session')
+def small_weights(tmp_path_factory):
+  """Random VGG16 conv weights (for speed and shape tests, not numerics against ImageNet)."""
+  from miml_jax import weights
+  from tests import reference
+  path = tmp_path_factory.mktemp('w') / 'random.safetensors'
+  params = reference.random_params(np.random.default_rng(0))
+  weights.save(path, params, source='test', preprocessing=weights.TORCHVISION)
+  return str(path)
+
+
 def write_images(folder, n, rng, sizes=((40, 56), (33, 33), (64, 48))):
   """Writes n random PNG/JPEG images of assorted sizes; returns their paths."""
   from PIL import Image

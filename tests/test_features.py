@@ -31,14 +31,6 @@ def test_layout_dims_and_offsets():
   assert offsets['fc7'] == (5888, 9984)
 
 
-@pytest.fixture(scope='module')
-def small_weights(tmp_path_factory):
-  path = tmp_path_factory.mktemp('w') / 'random.safetensors'
-  params = reference.random_params(np.random.default_rng(0))
-  weights.save(path, params, source='test', preprocessing=weights.TORCHVISION)
-  return str(path)
-
-
 def test_features_do_not_depend_on_batch_size_and_compile_once(tmp_path, small_weights):
   paths = conftest.write_images(tmp_path, 7, np.random.default_rng(0))
   by_batch = {}
@@ -163,4 +155,4 @@ def test_cli_writes_file_and_reports_errors_without_traceback(tmp_path, small_we
   assert 'error: dataset' in bad.stderr and 'Traceback' not in bad.stderr
   bad = run(f'--data={ds.root}', f'--weights={tmp_path}/none.safetensors',
             f'--output={tmp_path}/x.h5')
-  assert bad.returncode == 1 and 'none.safetensors: no such weights file' in bad.stderr
+  assert bad.returncode == 1 and 'none.safetensors: no such VGG16 weights file' in bad.stderr

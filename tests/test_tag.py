@@ -149,3 +149,23 @@ def test_bad_train_input_is_named(tmp_path):
   assert result.returncode == 1 and '--C must be positive' in result.stderr
   result = run('predict', f'--model={tmp_path}/m', f'{tmp_path}/nothing.jpg')
   assert result.returncode == 1
+
+
+def test_selected_features_counts_per_block(tmp_path):
+  from miml_jax.experiments import selected_features
+  from miml_jax.features import layout
+  lay = layout(0)
+  coef = np.zeros((2, lay.dim, 3))
+  coef[0, 5, 0] = 1.0          # pool1, label 0
+  coef[1, 256 + 3, 0] = -2.0   # pool2, label 0, other split
+  coef[:, lay.dim - 1, 2] = 0.5  # pool5, label 2
+  counts = selected_features.block_counts(coef, lay)
+  assert counts['pool1'].tolist() == [[1, 0, 0], [0, 0, 0]]
+  assert counts['pool2'].tolist() == [[0, 0, 0], [1, 0, 0]]
+  assert counts['pool5'].tolist() == [[0, 0, 1], [0, 0, 1]]
+  result = {'dataset': 'x', 'splits': 2, 'C': 1.0, 'scaling': 'standardize',
+            'labels': ['a', 'b', 'c'], 'block_sizes': dict(lay.blocks),
+            'counts': {lab: {b: float(c[:, j].mean()) for b, c in counts.items()}
+                       for j, lab in enumerate('abc')}}
+  selected_features.plot(result, str(tmp_path / 'p.png'))
+  assert (tmp_path / 'p.png').read_bytes()[:4] == b'\x89PNG'

@@ -10,6 +10,7 @@ file is assembled last, under a temporary name, and renamed into place: a file a
 always complete. A rerun whose inputs digest matches the existing file returns it untouched.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -63,6 +64,31 @@ def _read_attr(path, key):
     return None
 
 
+@contextlib.contextmanager
+def _exclusive(path: str):
+  """Holds an exclusive advisory lock on `path` (created if needed): one writer per output."""
+  try:
+    import fcntl   # pylint: disable=g-import-not-at-top
+  except ImportError:   # not POSIX: no lock, concurrent writers are on their own
+    yield
+    return
+  with open(path, 'a') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_stale_temporaries(output: str) -> None:
+  """Temporary files of `output` that a killed writer left behind (we hold the lock)."""
+  folder, base = os.path.split(os.path.abspath(output))
+  for name in os.listdir(folder):
+    if name.startswith(f'.{base}.') and '.tmp' in name:
+      with contextlib.suppress(OSError):
+        os.unlink(os.path.join(folder, name))
+
+
 def _load_parts(parts_dir: str, n: int, dim: int):
   """Features already computed by an earlier run: (features (n, D), done mask (n,))."""
   feats = np.zeros((n, dim), np.float32)
@@ -100,6 +126,17 @@ def write_feature_file(dataset: datasets.Dataset, weights, output: str, *,
   # batch_size is left out: features do not depend on it (checked by the tests).
   settings = {'image_size': image_size, 'dtype': dtype, 'layout': feature_layout.blocks}
   key = _inputs_digest(dataset, info.checksum, settings)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  # A second run on the same output waits here, then finds the first one's file up to date.
+  with _exclusive(output + '.lock'):
+    _remove_stale_temporaries(output)
+    return _write_locked(dataset, params, info, output, key, feature_layout,
+                         batch_size=batch_size, dtype=dtype, image_size=image_size,
+                         progress=progress)
+
+
+def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_size, dtype,
+                  image_size, progress):
   if os.path.exists(output):
     if _read_attr(output, 'inputs_sha256') == key:
       logging.info('%s: up to date, reused', output)

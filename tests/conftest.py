@@ -53,3 +53,20 @@ def write_images(folder, n, rng, sizes=((40, 56), (33, 33), (64, 48))):
     img.save(path)
     paths.append(path)
   return paths
+
+
+def tiny_dataset(tmp_path, n=12):
+  """A dataset `tiny` of n random images with two labels, plus random weights `w.safetensors`
+  beside it; returns the dataset folder."""
+  from miml_jax import weights
+  from tests import reference
+  rng = np.random.default_rng(0)
+  root = tmp_path / 'tiny'
+  paths = write_images(root / 'images', n, rng)
+  with open(root / 'labels.csv', 'w') as f:
+    f.write('image,a,b\n')
+    for i, p in enumerate(paths):
+      f.write(f'{os.path.basename(p)},{i % 2},{int(i % 3 == 0)}\n')
+  weights.save(tmp_path / 'w.safetensors', reference.random_params(rng), source='test',
+               preprocessing=weights.TORCHVISION)
+  return root

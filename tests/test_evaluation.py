@@ -11,7 +11,6 @@ from miml_jax import evaluation
 from miml_jax import metrics
 from miml_jax import splits
 from tests import conftest
-from tests import reference
 
 
 def test_fista_and_liblinear_agree_on_every_metric():
@@ -51,23 +50,8 @@ def test_random_splits_are_reproducible_and_nested():
   assert not np.array_equal(a[0], a[1])
 
 
-def tiny_dataset(tmp_path, n=12):
-  """A dataset of n random images with two labels, and random weights; returns its folder."""
-  rng = np.random.default_rng(0)
-  root = tmp_path / 'tiny'
-  paths = conftest.write_images(root / 'images', n, rng)
-  with open(root / 'labels.csv', 'w') as f:
-    f.write('image,a,b\n')
-    for i, p in enumerate(paths):
-      f.write(f'{os.path.basename(p)},{i % 2},{int(i % 3 == 0)}\n')
-  from miml_jax import weights
-  weights.save(tmp_path / 'w.safetensors', reference.random_params(rng), source='test',
-               preprocessing=weights.TORCHVISION)
-  return root
-
-
 def test_table1_command_end_to_end(tmp_path):
-  root = tiny_dataset(tmp_path)
+  root = conftest.tiny_dataset(tmp_path)
   result = subprocess.run(
       [sys.executable, '-m', 'miml_jax.experiments.table1', f'--dataset={root}',
        f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache', '--splits=3',
@@ -84,7 +68,7 @@ def test_table1_command_end_to_end(tmp_path):
 
 
 def test_figure3_command_end_to_end_and_resumes(tmp_path):
-  root = tiny_dataset(tmp_path, n=15)
+  root = conftest.tiny_dataset(tmp_path, n=15)
   command = [sys.executable, '-m', 'miml_jax.experiments.figure3', f'--dataset={root}',
              f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache',
              '--splits=2', '--solvers=fista_l1,fista_l2', f'--output_dir={tmp_path}/out']

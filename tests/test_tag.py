@@ -169,3 +169,17 @@ def test_selected_features_counts_per_block(tmp_path):
                        for j, lab in enumerate('abc')}}
   selected_features.plot(result, str(tmp_path / 'p.png'))
   assert (tmp_path / 'p.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_c_selection_command(tmp_path):
+  root = conftest.tiny_dataset(tmp_path, n=18)
+  result = subprocess.run(
+      [sys.executable, '-m', 'miml_jax.experiments.c_selection', f'--dataset={root}',
+       f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/c', '--splits=2',
+       '--folds=2', '--Cs=0.1,1,10', '--penalty=l2', f'--output_dir={tmp_path}/o'],
+      capture_output=True, text=True, cwd=conftest.REPO)
+  assert result.returncode == 0, result.stderr
+  out = json.loads((tmp_path / 'o' / 'c_selection_tiny_l2.json').read_text())
+  assert len(out['per_split']) == 2
+  assert all(set(s['best_C']) <= {0.1, 1.0, 10.0} for s in out['per_split'])
+  assert '| average_precision |' in (tmp_path / 'o' / 'c_selection_tiny_l2.md').read_text()

@@ -20,6 +20,7 @@ import numpy as np
 import tqdm
 
 from miml_jax import images
+from miml_jax import sharding
 from miml_jax import vgg
 from miml_jax import weights as weights_lib
 from miml_jax.errors import UserError
@@ -126,7 +127,11 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
     raise UserError(f'image_size must be at least 32 (five 2x2 poolings), got {image_size}')
   params, info = resolve_weights(weights)
   jdtype = DTYPES[dtype]
-  params = jax.device_put(jax.tree.map(lambda p: jnp.asarray(p, jdtype), params))
+  # Several local devices: each takes a slice of every batch (padded to a multiple of them).
+  mesh = sharding.local_mesh()
+  batch_size = sharding.padded(batch_size, mesh)
+  params = jax.tree.map(lambda p: jnp.asarray(p, jdtype), params)
+  params = sharding.replicate(params, mesh) if mesh else jax.device_put(params)
   forward = functools.partial(batch_features, num_fc=num_fc_for(info, image_size),
                               preprocessing=info.preprocessing, dtype=jdtype)
   n = len(image_paths)
@@ -148,7 +153,7 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
       if k + 1 < len(starts):
         pending = loader.submit(load_batch, starts[k + 1])
       stop = min(start + batch_size, n)
-      feats = np.asarray(forward(params, batch))[:stop - start]
+      feats = np.asarray(forward(params, sharding.shard_leading(batch, mesh)))[:stop - start]
       bar.update(stop - start)
       yield np.arange(start, stop), feats
 

@@ -8,6 +8,7 @@ Newton's method in sample space (`miml_jax.solvers.newton`); both solve liblinea
 import jax.numpy as jnp
 import numpy as np
 
+from miml_jax import sharding
 from miml_jax.errors import UserError
 from miml_jax.solvers import fista
 from miml_jax.solvers import newton
@@ -80,15 +81,23 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     raise UserError('scale must be positive')
   common = dict(C=jnp.asarray(C, X.dtype), intercept_scaling=jnp.asarray(intercept_scaling, X.dtype),
                 tol=jnp.asarray(tol, X.dtype), fit_intercept=fit_intercept, max_iter=int(max_iter))
+  # Splits are independent problems: shard them over the local devices (padded with copies of
+  # the first split, dropped below); the data and labels are replicated.
+  mesh = sharding.local_mesh()
+  padded = sharding.padded(S, mesh)
+  split_axis = lambda a: sharding.shard_leading(sharding.pad_leading(a, padded), mesh)
+  X, Yd = sharding.replicate((X, jnp.asarray(Y, X.dtype)), mesh)
+  shift, scale = split_axis(shift), split_axis(scale)
   if penalty == 'l2' and method != 'fista':
     rows, valid = newton.training_rows(mask)
-    fit = newton.solve(X, jnp.asarray(Y, X.dtype), rows, valid, shift, scale, **common)
+    fit = newton.solve(X, Yd, split_axis(rows), split_axis(valid), shift, scale, **common)
   else:
-    fit = fista.solve(X, jnp.asarray(Y, X.dtype), jnp.asarray(mask, X.dtype), shift, scale,
-                      penalty=penalty,
+    fit = fista.solve(X, Yd, split_axis(mask.astype(X.dtype)), shift, scale, penalty=penalty,
                       newton_every=(10 if penalty == 'l1' else 0) if newton_every is None
                       else int(newton_every),
                       newton_block=int(newton_block), **common)
+  if padded != S:
+    fit = LogisticFit(*(a[:S] for a in fit))
   if single:
     fit = LogisticFit(*(a[0] for a in fit))
   return fit

@@ -1,7 +1,6 @@
 """The Table 1 protocol: methods agree with each other, and the command writes readable files."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -18,22 +18,16 @@ from absl import app
 from absl import flags
 
 from miml_jax import atomic
-from miml_jax import datasets
 from miml_jax import metrics
 from miml_jax import model_selection
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.errors import exit_on_user_error
-from miml_jax.features import cached_features
+from miml_jax.errors import UserError
+from miml_jax.experiments import data_flags
 from miml_jax.solvers import fit_logistic
 
-_DATASET = flags.DEFINE_string('dataset', None, 'scene, msrc_v2, or a dataset folder.',
-                               required=True)
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name.')
-_WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'Weights file.')
-_CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'Where feature files are kept.')
 _SPLITS = flags.DEFINE_integer('splits', 30, 'Table 1 splits (first ones, same seed).')
-_SEED = flags.DEFINE_integer('seed', 0, 'Split seed (as table1).')
 _PENALTY = flags.DEFINE_enum('penalty', 'l1', ['l1', 'l2'], 'Regulariser.')
 _CS = flags.DEFINE_list('Cs', [str(c) for c in model_selection.DEFAULT_CS], 'The grid of C.')
 _FOLDS = flags.DEFINE_integer('folds', 5, 'Cross-validation folds.')
@@ -60,16 +54,19 @@ def markdown(result: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  dataset, data, info = data_flags.load_features()
   with exit_on_user_error():
-    dataset = datasets.load(_DATASET.value, _DATA_DIR.value)
-    data, info = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
-    Cs = [float(c) for c in _CS.value]
+    try:
+      Cs = [float(c) for c in _CS.value]
+    except ValueError:
+      raise UserError(f'--Cs must be numbers, got {",".join(_CS.value)}') from None
   X, Y = data.features, data.labels.astype(np.float64)
-  masks = splits.random_splits(len(X), _SPLITS.value, seed=_SEED.value)
+  masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value)
   out = os.path.join(_OUTPUT_DIR.value, f'c_selection_{dataset.name}_{_PENALTY.value}')
   settings = {'dataset': dataset.name, 'penalty': _PENALTY.value, 'Cs': Cs,
               'folds': _FOLDS.value, 'select': _SELECT.value, 'scaling': _SCALING.value,
-              'seed': _SEED.value, 'tol': _TOL.value, 'weights_sha256': info.checksum,
+              'seed': data_flags.SEED.value, 'tol': _TOL.value,
+              'weights_sha256': info.checksum,
               'labels': list(data.label_names)}
   result = {**settings, 'per_split': []}
   if os.path.exists(out + '.json'):

@@ -20,27 +20,19 @@ from absl import flags
 from absl import logging
 
 from miml_jax import atomic
-from miml_jax import datasets
 from miml_jax import evaluation
 from miml_jax import metrics
 from miml_jax import paper
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.errors import exit_on_user_error
+from miml_jax.experiments import data_flags
 from miml_jax.errors import UserError
-from miml_jax.features import cached_features
 
-_DATASET = flags.DEFINE_string('dataset', None, 'scene, msrc_v2, or a dataset folder.',
-                               required=True)
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name '
-                                '(default: $MIML_JAX_DATA).')
-_WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'Weights file.')
-_CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'Where feature files are kept.')
 _TRAIN_SIZES = flags.DEFINE_list('train_sizes', None, 'Training images per repetition '
                                  '(default: from 25 up to Table 1\'s 2/3).')
 _SPLITS = flags.DEFINE_integer('splits', 30, 'Repetitions per size.')
 _TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, "Table 1's training share.")
-_SEED = flags.DEFINE_integer('seed', 0, 'Split seed (as table1).')
 _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
 _SOLVERS = flags.DEFINE_list('solvers', ['fista_l1', 'fista_l2'], 'Methods (see table1).')
@@ -106,11 +98,11 @@ def write(result: dict, out: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  dataset, data, info = data_flags.load_features()
   with exit_on_user_error():
-    dataset = datasets.load(_DATASET.value, _DATA_DIR.value)
-    data, info = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
     X, Y = data.features, data.labels.astype(np.float64)
-    full = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value, _SEED.value)
+    full = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
+                                data_flags.SEED.value)
     n_train = int(full[0].sum())
     sizes = (default_sizes(n_train) if _TRAIN_SIZES.value is None
              else sorted({int(k) for k in _TRAIN_SIZES.value}))
@@ -118,7 +110,8 @@ def main(argv):
       raise UserError(f'--train_sizes must lie in 2..{n_train} (the training part of a split)')
     out = os.path.join(_OUTPUT_DIR.value, f'figure3_{dataset.name}')
     settings = {'dataset': dataset.name, 'n_images': int(len(X)), 'splits': _SPLITS.value,
-                'seed': _SEED.value, 'train_fraction': _TRAIN_FRACTION.value, 'C': _C.value,
+                'seed': data_flags.SEED.value, 'train_fraction': _TRAIN_FRACTION.value,
+                'C': _C.value,
                 'scaling': _SCALING.value, 'weights_sha256': info.checksum,
                 'methods': list(_SOLVERS.value)}
     result = {**settings, 'points': {m: [] for m in _SOLVERS.value},
@@ -135,7 +128,8 @@ def main(argv):
       if all(any(p['train_images'] == k for p in result['points'][m]) for m in _SOLVERS.value):
         continue
       # The first k rows of each Table 1 split's own permutation: nested in its training part.
-      masks = splits.random_splits(len(X), _SPLITS.value, seed=_SEED.value, n_train=k)
+      masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value,
+                                   n_train=k)
       runs = evaluation.run(X, Y, masks, _SOLVERS.value, test_masks=~full, C=_C.value,
                             scaling_kind=_SCALING.value, fista_tol=_FISTA_TOL.value,
                             liblinear_tol=_LIBLINEAR_TOL.value, max_iter=_MAX_ITER.value,

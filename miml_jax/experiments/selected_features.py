@@ -19,20 +19,12 @@ from absl import app
 from absl import flags
 
 from miml_jax import atomic
-from miml_jax import datasets
 from miml_jax import scaling
 from miml_jax import splits
-from miml_jax.errors import exit_on_user_error
-from miml_jax.features import cached_features
+from miml_jax.experiments import data_flags
 from miml_jax.solvers import fit_logistic
 
-_DATASET = flags.DEFINE_string('dataset', None, 'scene, msrc_v2, or a dataset folder.',
-                               required=True)
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name.')
-_WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'Weights file.')
-_CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'Where feature files are kept.')
 _SPLITS = flags.DEFINE_integer('splits', 5, 'Table 1 splits to fit (first ones, same seed).')
-_SEED = flags.DEFINE_integer('seed', 0, 'Split seed (as table1).')
 _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
 _TOL = flags.DEFINE_float('tol', 1e-6, 'Solver tolerance.')
@@ -76,11 +68,9 @@ def plot(result: dict, path: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  with exit_on_user_error():
-    dataset = datasets.load(_DATASET.value, _DATA_DIR.value)
-    data, _ = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
+  dataset, data, _ = data_flags.load_features()
   X, Y = data.features, data.labels.astype(np.float64)
-  masks = splits.random_splits(len(X), _SPLITS.value, seed=_SEED.value)
+  masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value)
   shift, scale = scaling.fit_scaling(X, masks, _SCALING.value)
   fit = jax.block_until_ready(fit_logistic(X, Y, penalty='l1', C=_C.value, tol=_TOL.value,
                                            max_iter=_MAX_ITER.value, train_mask=masks,

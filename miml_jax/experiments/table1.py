@@ -17,23 +17,15 @@ from absl import flags
 from absl import logging
 
 from miml_jax import atomic
-from miml_jax import datasets
 from miml_jax import evaluation
 from miml_jax import paper
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.errors import exit_on_user_error
-from miml_jax.features import cached_features
+from miml_jax.experiments import data_flags
 
-_DATASET = flags.DEFINE_string('dataset', None, 'scene, msrc_v2, or a dataset folder.',
-                               required=True)
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name '
-                                '(default: $MIML_JAX_DATA).')
-_WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'Weights file.')
-_CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'Where feature files are kept.')
 _SPLITS = flags.DEFINE_integer('splits', 30, 'Random train/test splits.')
 _TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, 'Training share of each split.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Split seed.')
 _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength (liblinear C).')
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS),
                              'Feature scaling for all methods but liblinear_paper.')
@@ -74,7 +66,7 @@ def markdown(result: dict) -> str:
 
 def command_line() -> str:
   """This run's own flags, as a command that repeats it."""
-  holders = (_DATASET, _DATA_DIR, _WEIGHTS, _CACHE_DIR, _SPLITS, _TRAIN_FRACTION, _SEED, _C,
+  holders = (*data_flags.HOLDERS, _SPLITS, _TRAIN_FRACTION, _C,
              _SCALING, _SOLVERS, _FISTA_TOL, _LIBLINEAR_TOL, _MAX_ITER, _N_JOBS, _OUTPUT_DIR)
   args = [f'--{h.name}={",".join(h.value) if isinstance(h.value, list) else h.value}'
           for h in holders if h.value is not None]
@@ -85,20 +77,22 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.info('%s', command_line())
+  dataset, data, info = data_flags.load_features()
   with exit_on_user_error():
-    dataset = datasets.load(_DATASET.value, _DATA_DIR.value)
-    data, info = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
     X, Y = data.features, data.labels.astype(np.float64)
-    masks = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value, _SEED.value)
+    masks = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
+                                 data_flags.SEED.value)
     results = evaluation.run(X, Y, masks, _SOLVERS.value, C=_C.value,
                              scaling_kind=_SCALING.value, fista_tol=_FISTA_TOL.value,
                              liblinear_tol=_LIBLINEAR_TOL.value, max_iter=_MAX_ITER.value,
                              n_jobs=_N_JOBS.value)
   result = {
       'dataset': dataset.name, 'n_images': int(len(X)), 'n_labels': int(Y.shape[1]),
-      'feature_dim': int(X.shape[1]), 'weights': {'file': _WEIGHTS.value, 'source': info.source,
-                                                  'sha256': info.checksum},
-      'splits': _SPLITS.value, 'train_fraction': _TRAIN_FRACTION.value, 'seed': _SEED.value,
+      'feature_dim': int(X.shape[1]),
+      'weights': {'file': data_flags.WEIGHTS.value, 'source': info.source,
+                  'sha256': info.checksum},
+      'splits': _SPLITS.value, 'train_fraction': _TRAIN_FRACTION.value,
+      'seed': data_flags.SEED.value,
       'C': _C.value, 'scaling': _SCALING.value,
       'methods': {m: evaluation.summary(r) for m, r in results.items()},
       'solver_agreement': evaluation.agreement(results, Y, masks),

@@ -56,6 +56,7 @@ def default_sizes(n_train: int) -> list[int]:
 
 def plot(result: dict, path: str) -> None:
   import matplotlib   # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker   # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt   # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(metrics.NAMES), figsize=(4 * len(metrics.NAMES), 3.4))
@@ -71,6 +72,9 @@ def plot(result: dict, path: str) -> None:
       method, value = best[metric]
       ax.axhline(value, color='red', lw=1, label=f'best baseline, 2/3 train ({method})')
     ax.set_xscale('log')
+    sizes = sorted({p['train_images'] for ps in result['points'].values() for p in ps})
+    ax.set_xticks(sizes, [str(k) for k in sizes])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel('training images')
     ax.set_title(LABELS[metric])
     ax.grid(alpha=0.3)

@@ -233,8 +233,7 @@ def cached_features(dataset: datasets.Dataset, weights_path: str, cache_dir: str
                     image_size: int = 224):
   """(FeatureFile, WeightsInfo): the dataset's features, kept in
   `<cache_dir>/<dataset>_<weights file stem>[_<size>].h5`, extracted only when missing or stale."""
-  from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
-  params, info = weights_lib.load(weights_path)
+  params, info = extract.resolve_weights(weights_path)
   stem = os.path.splitext(os.path.basename(weights_path))[0]
   size = '' if image_size == 224 else f'_{image_size}'
   path = os.path.join(cache_dir, f'{dataset.name}_{stem}{size}.h5')

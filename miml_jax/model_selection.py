@@ -16,7 +16,7 @@ from miml_jax import scaling
 from miml_jax.errors import UserError
 from miml_jax.solvers import fit_logistic
 
-DEFAULT_CS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+DEFAULT_CS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def fit_grid(X, Y, Cs, **kwargs):

@@ -12,6 +12,7 @@ from miml_jax.solvers import fista
 from miml_jax.solvers import fit_logistic
 from miml_jax.solvers import newton
 from miml_jax.solvers import objective
+from miml_jax.solvers import prox_newton
 from miml_jax.solvers.liblinear import fit_liblinear
 
 
@@ -40,7 +41,8 @@ def liblinear_objective(X, y, penalty, C, fit_intercept=True, s=1.0, tol=1e-10):
   return reg + C * np.logaddexp(0, -(2 * y - 1) * margins).sum(), clf
 
 
-@pytest.mark.parametrize('penalty,method', [('l1', 'auto'), ('l2', 'auto'), ('l2', 'fista')])
+@pytest.mark.parametrize('penalty,method', [('l1', 'auto'), ('l1', 'fista'), ('l2', 'auto'),
+                                            ('l2', 'fista')])
 @pytest.mark.parametrize('fit_intercept,s', [(True, 1.0), (True, 10.0), (False, 1.0)])
 def test_matches_liblinear_on_raw_cnn_like_features(penalty, method, fit_intercept, s):
   rng = np.random.default_rng(0)
@@ -107,6 +109,19 @@ def test_batched_over_splits_equals_separate_calls(penalty):
     np.testing.assert_allclose(batched.coef[s], alone.coef, atol=1e-5 * np.abs(alone.coef).max())
 
 
+def test_l1_newton_grows_its_working_set_to_the_support():
+  """A working set far smaller than the supports: solved again with larger ones, same optimum."""
+  rng = np.random.default_rng(11)
+  X, Y = cnn_like(rng)
+  C = np.array([1.0, 0.1, 5.0])
+  fit = fit_logistic(X, Y, C=C, tol=1e-8, max_iter=5_000, newton_block=4)
+  assert np.all(fit.converged)
+  assert np.all((np.asarray(fit.coef) != 0).sum(axis=0)[[0, 2]] > 8)
+  for j in range(Y.shape[1]):
+    ref, _ = liblinear_objective(X, Y[:, j], 'l1', C[j])
+    assert float(fit.objective[j]) <= ref * (1 + 1e-6)
+
+
 def test_liblinear_wrapper_agrees_and_handles_one_class_labels():
   rng = np.random.default_rng(4)
   X, Y = cnn_like(rng)
@@ -150,11 +165,16 @@ def test_reports_non_convergence(penalty):
 def test_compiles_once_for_same_shapes():
   rng = np.random.default_rng(7)
   X, Y = cnn_like(rng)
-  fit_logistic(X, Y, C=1.0, max_iter=10)
+  fit_logistic(X, Y, C=1.0, max_iter=10, method='fista')
   before = fista.solve._cache_size()
   for C in (0.5, 2.0):
-    fit_logistic(X * 2, 1 - Y, C=C, max_iter=10, tol=1e-3)
+    fit_logistic(X * 2, 1 - Y, C=C, max_iter=10, tol=1e-3, method='fista')
   assert fista.solve._cache_size() == before
+  fit_logistic(X, Y, C=1.0, max_iter=10)
+  before = prox_newton.solve._cache_size()
+  for C in (0.5, 2.0):
+    fit_logistic(X * 2, 1 - Y, C=C, max_iter=20, tol=1e-3)
+  assert prox_newton.solve._cache_size() == before
   fit_logistic(X, Y, penalty='l2', max_iter=10)
   before = newton.solve._cache_size()
   fit_logistic(X * 2, 1 - Y, penalty='l2', C=0.5, max_iter=10, tol=1e-3)
@@ -165,8 +185,8 @@ def test_bad_arguments_are_named():
   X, Y = cnn_like(np.random.default_rng(8))
   with pytest.raises(UserError, match='penalty'):
     fit_logistic(X, Y, penalty='l3')
-  with pytest.raises(UserError, match='L2 problems only'):
-    fit_logistic(X, Y, penalty='l1', method='newton')
+  with pytest.raises(UserError, match='method must be one of'):
+    fit_logistic(X, Y, method='lbfgs')
   with pytest.raises(UserError, match='only 0 and 1'):
     fit_logistic(X, Y * 2)
   X[0, 0] = np.nan

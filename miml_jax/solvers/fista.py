@@ -34,6 +34,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from miml_jax.solvers import design as splits_design
 from miml_jax.solvers.objective import HIGHEST as _HIGHEST
 from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.objective import loss_terms as _loss_terms
@@ -187,30 +188,12 @@ def solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_i
   C = jnp.broadcast_to(C, (L,))
   kappa = C / 4.0
   raw_shift = shift
-  # Centre the shared X once: (X - shift) = (X - c) - (shift - c). On raw non-negative features
-  # the products Xw are otherwise mostly a large common part that the intercept cancels, and in
-  # float32 the rounding of that part, different for every row, stalls the solver.
-  centre = X.mean(axis=0)
-  X, shift = X - centre, shift - centre
+  design = splits_design.make(X, shift, scale, intercept_scaling, fit_intercept)
+  X, shift = design.X, design.shift
   d, u = _metric(X, mask, shift, scale, intercept_scaling, fit_intercept)
-
-  def margins(z):
-    """Split s sees features (X - shift_s) / scale_s: (S, D, L) -> (S, n, L), one shared X."""
-    w = z[:, :dim, :] / scale[..., None]
-    out = (jnp.einsum('nd,sdl->snl', X, w, precision=_HIGHEST)
-           - jnp.einsum('sd,sdl->sl', shift, w)[:, None, :])
-    if fit_intercept:
-      out = out + intercept_scaling * z[:, dim:, :]
-    return out
-
-  def margins_transpose(r):
-    """The adjoint of `margins`: (S, n, L) -> (S, D, L)."""
-    total_r = r.sum(axis=1)                               # (S, L)
-    g = (jnp.einsum('nd,snl->sdl', X, r, precision=_HIGHEST)
-         - shift[..., None] * total_r[:, None, :]) / scale[..., None]
-    if fit_intercept:
-      g = jnp.concatenate([g, intercept_scaling * total_r[:, None, :]], axis=1)
-    return g
+  margins = functools.partial(splits_design.margins, design)
+  margins_transpose = functools.partial(splits_design.margins_transpose, design)
+  all_rows = jnp.broadcast_to(jnp.arange(n), (S, n))
 
   def total(z, xz):
     return _penalty(z, penalty) + C * _loss_terms(xz, ysign, m3)
@@ -261,14 +244,7 @@ def solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_i
     else:
       free = jnp.ones_like(z_a, bool)
       grad = g_a + z_a
-    # The selected columns of split s's features (X - shift_s) / scale_s, or the intercept's.
-    feat = jnp.minimum(idx, dim - 1)
-    cols = jnp.moveaxis(X[:, feat], 0, 3)                               # (S, L, K, n)
-    sh = jnp.take_along_axis(shift[:, None, :], feat, axis=-1)
-    sc = jnp.take_along_axis(scale[:, None, :], feat, axis=-1)
-    xa = (cols - sh[..., None]) / sc[..., None]
-    if fit_intercept:
-      xa = jnp.where((idx == dim)[..., None], intercept_scaling, xa)
+    xa = splits_design.columns(design, all_rows, idx)                   # (S, L, K, n)
     xa = xa * free[..., None]
     weight = jnp.moveaxis(C * prob * (1.0 - prob) * m3, 1, 2)          # (S, L, n)
     hess = jnp.einsum('slkn,sln,sljn->slkj', xa, weight, xa, precision=_HIGHEST)
@@ -343,9 +319,5 @@ def solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_i
     return s
 
   s = jax.lax.while_loop(cond, body_with_newton, state)
-  # Back to raw-feature units: wᵀ(x - shift)/scale + b = (w/scale)ᵀx + b - (w/scale)ᵀshift.
-  coef = s.z[:, :dim, :] / scale[..., None]
-  intercept = -jnp.einsum('sd,sdl->sl', raw_shift, coef)
-  if fit_intercept:
-    intercept = intercept + intercept_scaling * s.z[:, dim, :]
+  coef, intercept = splits_design.raw_weights(design, s.z, raw_shift)
   return LogisticFit(coef, intercept, s.f, s.n_iter, s.done, s.kkt)

@@ -1,8 +1,9 @@
 """`fit_logistic`: every label's (and every split's) regularised logistic regression in one call.
 
-L1 is solved by FISTA with Newton steps on a coordinate block (`miml_jax.solvers.fista`), L2 by
-Newton's method in sample space (`miml_jax.solvers.newton`); both solve liblinear's objective
-(`miml_jax.solvers.objective`).
+By default both penalties are solved by Newton-type methods: L1 by proximal Newton on a working
+set (`miml_jax.solvers.prox_newton`, liblinear's own method batched), L2 by Newton's method in
+sample space (`miml_jax.solvers.newton`); FISTA (`miml_jax.solvers.fista`) remains for either.
+All solve liblinear's objective (`miml_jax.solvers.objective`).
 """
 
 import jax.numpy as jnp
@@ -12,14 +13,16 @@ from miml_jax import sharding
 from miml_jax.errors import UserError
 from miml_jax.solvers import fista
 from miml_jax.solvers import newton
+from miml_jax.solvers import prox_newton
 from miml_jax.solvers.objective import LogisticFit
 
 METHODS = ('auto', 'fista', 'newton')
+_SWEEPS = 4
 
 
 def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_scaling=1.0,
                  tol=1e-4, max_iter=10_000, train_mask=None, shift=None, scale=None,
-                 method='auto', newton_every=None, newton_block=256) -> LogisticFit:
+                 method='auto', newton_every=None, newton_block=None) -> LogisticFit:
   """Fits one regularised logistic regression per label (and per train mask), all at once.
 
   Args:
@@ -38,12 +41,14 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
       (e.g. standardised with that split's training statistics, see `miml_jax.scaling`) without
       forming them. The penalty applies to those scaled weights; `coef` and `intercept` are
       returned in raw-feature units, so decisions are always X @ coef + intercept.
-    method: 'fista', 'newton' (L2 only) or 'auto': Newton for L2, FISTA for L1. Newton holds an
-      (m, m) matrix per problem (m training rows), FISTA only vectors.
-    newton_every, newton_block (FISTA): every `newton_every` iterations (0: never), a safeguarded
-      Newton step on the `newton_block` most important coordinates of each problem. None: 10 for
-      L1, whose solutions are sparse enough for the block to hold their support (on real
-      features it cuts the iterations about tenfold), and 0 for L2.
+    method: 'newton' (the default, also 'auto') or 'fista'. Newton: for L2 in sample space, an
+      (m, m) factorisation per problem (m training rows); for L1 proximal Newton on a working set
+      of `newton_block` coordinates (a (K, K) factorisation per problem), grown while a support
+      outgrows it. FISTA holds only vectors and needs far more iterations.
+    newton_every, newton_block: FISTA takes, every `newton_every` iterations (0: never), a
+      safeguarded Newton step on the `newton_block` most important coordinates of each problem
+      (None: every 10 iterations for L1, never for L2; 256 coordinates). L1 Newton starts from a
+      working set of `newton_block` coordinates (None: 256).
 
   Returns:
     A `LogisticFit` (see its docstring).
@@ -52,8 +57,6 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     raise UserError(f"penalty must be 'l1' or 'l2', got {penalty!r}")
   if method not in METHODS:
     raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
-  if method == 'newton' and penalty != 'l2':
-    raise UserError("method='newton' solves L2 problems only; L1 uses 'fista'")
   X = jnp.asarray(X)
   if not jnp.issubdtype(X.dtype, jnp.floating):
     X = X.astype(jnp.float32)
@@ -88,14 +91,21 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
   split_axis = lambda a: sharding.shard_leading(sharding.pad_leading(a, padded), mesh)
   X, Yd = sharding.replicate((X, jnp.asarray(Y, X.dtype)), mesh)
   shift, scale = split_axis(shift), split_axis(scale)
-  if penalty == 'l2' and method != 'fista':
-    rows, valid = newton.training_rows(mask)
-    fit = newton.solve(X, Yd, split_axis(rows), split_axis(valid), shift, scale, **common)
+  if method != 'fista':
+    rows, valid = (split_axis(a) for a in newton.training_rows(mask))
+    if penalty == 'l2':
+      fit = newton.solve(X, Yd, rows, valid, shift, scale, **common)
+    else:
+      z0 = split_axis(np.zeros((S, d + int(fit_intercept), Y.shape[1]), X.dtype))
+      fit = prox_newton.solve_growing(
+          X, Yd, split_axis(mask.astype(X.dtype)), rows, valid, shift, scale, z=z0,
+          block=256 if newton_block is None else int(newton_block), sweeps=_SWEEPS, **common)
   else:
     fit = fista.solve(X, Yd, split_axis(mask.astype(X.dtype)), shift, scale, penalty=penalty,
                       newton_every=(10 if penalty == 'l1' else 0) if newton_every is None
                       else int(newton_every),
-                      newton_block=int(newton_block), **common)
+                      newton_block=256 if newton_block is None else int(newton_block),
+                      **common)
   if padded != S:
     fit = LogisticFit(*(a[:S] for a in fit))
   if single:

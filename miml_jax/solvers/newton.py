@@ -111,7 +111,10 @@ def solve(X, Y, rows, valid, shift, scale, C, intercept_scaling, tol, *, fit_int
     steps = jnp.stack([jnp.where(jnp.isfinite(step), step, 0.0), -g / hdiag], axis=-1)
     xsteps = jnp.stack([jnp.where(jnp.isfinite(xstep), xstep, 0.0),
                         jnp.einsum('smd,sdl->sml', Xs, -g / hdiag, precision=HIGHEST)], axis=-1)
-    t = 0.5 ** jnp.arange(_LENGTHS, dtype=dtype)                        # (J,)
+    # Step lengths 1, 1/2, ..., and 0: F at the current point computed the same way as at the
+    # others, so that comparisons see differences, not the rounding of two different sums.
+    t = jnp.where(jnp.arange(_LENGTHS + 1) < _LENGTHS, 0.5 ** jnp.arange(_LENGTHS + 1), 0.0
+                  ).astype(dtype)                                       # (J,)
     # F along z + t·step: the penalty is a quadratic in t, the loss needs the margins only.
     zz = (s.z * s.z).sum(1)[..., None, None]                            # (S, L, 1, 1)
     zs = jnp.einsum('sdl,sdlk->slk', s.z, steps)[..., None]             # (S, L, 2, 1)
@@ -121,13 +124,15 @@ def solve(X, Y, rows, valid, shift, scale, C, intercept_scaling, tol, *, fit_int
     loss = (jnp.logaddexp(0.0, -ysign[..., None, None] * xz_t)
             * w[..., None, None]).sum(axis=1)                           # (S, L, 2, J)
     f_t = reg + C[:, None, None] * loss
-    f_t = jnp.where(jnp.isfinite(f_t), f_t, jnp.inf).reshape(S, L, 2 * _LENGTHS)
+    f_t = jnp.where(jnp.isfinite(f_t), f_t, jnp.inf).reshape(S, L, 2 * (_LENGTHS + 1))
     best = jnp.argmin(f_t, axis=-1)
     f_best = jnp.take_along_axis(f_t, best[..., None], axis=-1)[..., 0]
-    # Progress beyond the rounding of F; below it the problem is as solved as this precision allows.
-    move = ~done & (f_best < s.f - 8 * jnp.finfo(dtype).eps * jnp.abs(s.f))
-    t_best = jnp.where(move, t[best % _LENGTHS], 0.0)[:, None, :]
-    step = jnp.where((best < _LENGTHS)[:, None, :], steps[..., 0], steps[..., 1])
+    f_here = f_t[..., _LENGTHS]
+    # Progress beyond the last bits of F; below it the problem is as solved as this precision
+    # allows.
+    move = ~done & (f_best < f_here - 2 * jnp.finfo(dtype).eps * jnp.abs(f_here))
+    t_best = jnp.where(move, t[best % (_LENGTHS + 1)], 0.0)[:, None, :]
+    step = jnp.where((best <= _LENGTHS)[:, None, :], steps[..., 0], steps[..., 1])
     z = s.z + t_best * step
     # Margins recomputed from z, not accumulated, so that rounding does not drift.
     xz = jnp.einsum('smd,sdl->sml', Xs, z, precision=HIGHEST)

@@ -1,0 +1,214 @@
+r"""Proximal Newton on a working set for the L1 problem of `miml_jax.solvers.objective`.
+
+liblinear solves L1 logistic regression by newGLMNET (Yuan, Ho & Lin, 2012): Newton steps whose
+quadratic model, plus the L1 norm, is minimised by coordinate descent over the weights that can
+move. Here the same idea runs for every problem (split x label) at once, in fixed shapes:
+
+1. the full gradient g of the smooth part, one product with X̃ᵀ for all problems;
+2. a working set of `block` coordinates per problem: the non-zero weights first, then the zero
+   weights that most violate optimality (|g_j| > 1);
+3. the model's Hessian on the set, H = X̃_Wᵀ D X̃_W (K x K per problem, D the logistic curvatures
+   of the training rows), and its minimiser with the L1 norm found by a few sweeps of coordinate
+   descent; then, at the signs those sweeps found, the model's exact minimiser on the set's
+   non-zero coordinates (one Cholesky solve): once the signs settle, this is Newton's step on a smooth problem and converges quadratically, which
+   coordinate descent alone would not;
+4. F along both directions for 12 step lengths each (1, 1/2, ...), evaluated at once (on the working set the
+   margins are cheap), keeping the best; F never increases.
+
+Only the working set can be non-zero. A problem whose support fills it for `_CROWDED` iterations
+in a row (no room left for the coordinates that would enter) stops, flagged `full`;
+`solve_growing` then solves again from where it stopped with a block twice as large (at C=1 the
+solutions keep 0.3–8% of the 5,889 weights). A problem stops when the 1-norm of the minimum-norm subgradient is below `tol` times
+its value at zero, liblinear's criterion for this
+problem, or when no step lowers F beyond rounding (then `converged` stays False).
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from miml_jax.solvers import design as splits_design
+from miml_jax.solvers.objective import HIGHEST
+from miml_jax.solvers.objective import LogisticFit
+from miml_jax.solvers.objective import loss_terms
+
+_LENGTHS = 12
+_CROWDED = 3
+
+
+class _State(NamedTuple):
+  z: jax.Array         # (S, D, L)
+  xz: jax.Array        # (S, n, L) margins X̃z
+  f: jax.Array         # (S, L)
+  n_iter: jax.Array    # (S, L)
+  converged: jax.Array
+  done: jax.Array
+  crowded: jax.Array   # (S, L) consecutive iterations the support filled the working set
+  full: jax.Array      # (S, L) stopped because the support outgrew the working set
+  kkt: jax.Array       # (S, L) minimum-norm subgradient's 1-norm, relative to its value at 0
+  it: jax.Array
+
+
+def _min_norm_subgradient(z, g):
+  """The element of ∂F of least norm, for F = ||z||₁ + smooth with gradient g."""
+  return jnp.where(z != 0, g + jnp.sign(z), jnp.sign(g) * jnp.maximum(jnp.abs(g) - 1.0, 0.0))
+
+
+def _coordinate_descent(H, diag, g, z, sweeps):
+  """argmin_δ gᵀδ + ½δᵀHδ + ||z + δ||₁ by `sweeps` cyclic passes; H (..., K, K), the rest (..., K).
+
+  diag is H's diagonal, floored so every coordinate's minimisation is defined.
+  """
+  K = g.shape[-1]
+
+  def coordinate(i, carry):
+    delta, h_delta = carry
+    j = i % K
+    a = diag[..., j]
+    cur = z[..., j] + delta[..., j]
+    target = cur - (g[..., j] + h_delta[..., j]) / a
+    new = jnp.sign(target) * jnp.maximum(jnp.abs(target) - 1.0 / a, 0.0)
+    change = new - cur
+    # H is symmetric: row j is column j, and rows are contiguous.
+    h_row = jax.lax.dynamic_index_in_dim(H, j, axis=-2, keepdims=False)
+    return delta.at[..., j].add(change), h_delta + h_row * change[..., None]
+
+  zeros = jnp.zeros_like(g)
+  delta, _ = jax.lax.fori_loop(0, sweeps * K, coordinate, (zeros, zeros))
+  return delta
+
+
+def _orthant_newton(H, ridge, g, z, delta):
+  """The model's minimiser over the coordinates z + δ keeps non-zero, at z + δ's signs; the
+  others go to zero. Returns (step, signs)."""
+  sigma = jnp.sign(z + delta)
+  free = sigma != 0
+  fixed = jnp.where(free, 0.0, -z)
+  # On the free set F: H_FF δ_F = -(g + σ + H δ_fixed)_F.
+  rhs = -(g + sigma + jnp.einsum('...kj,...j->...k', H, fixed, precision=HIGHEST))
+  both = free[..., :, None] & free[..., None, :]
+  H_free = (jnp.where(both, H, 0.0) + jnp.where(free, ridge[..., None], 1.0)[..., None]
+            * jnp.eye(g.shape[-1], dtype=g.dtype))
+  solved = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(H_free), True),
+                                      jnp.where(free, rhs, 0.0)[..., None])[..., 0]
+  return jnp.where(free, jnp.where(jnp.isfinite(solved), solved, 0.0), fixed), sigma
+
+
+@functools.partial(jax.jit, static_argnames=('fit_intercept', 'block', 'sweeps'))
+def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, max_iter, *,
+          fit_intercept, block, sweeps):
+  """X: (n, d), Y: (n, L), mask: (S, n); rows/valid: (S, m) each split's training rows (from
+  `newton.training_rows`); shift/scale: (S, d); z0: (S, D, L) the starting point, in the scaled
+  problem's weights; max_iter: most iterations (traced: a second call compiles nothing new).
+  Returns (`LogisticFit` in raw units, final z, `full` (S, L)).
+  """
+  S, L = mask.shape[0], Y.shape[1]
+  dtype = X.dtype
+  C = jnp.broadcast_to(C, (L,))
+  design = splits_design.make(X, shift, scale, intercept_scaling, fit_intercept)
+  D = design.dim
+  K = min(D, block)
+  ysign = (2.0 * Y - 1.0)[None]                                          # (1, n, L)
+  m3 = mask[..., None]                                                    # (S, n, 1)
+  on_rows = lambda a: jnp.take_along_axis(a, rows[..., None], axis=1)     # (S, n, L) -> (S, m, L)
+  y_rows = jnp.moveaxis(on_rows(jnp.broadcast_to(ysign, (S,) + ysign.shape[1:])), 1, 2)
+  w_rows = valid.astype(dtype)[:, None, :]                                # (S, 1, m)
+  eps = jnp.finfo(dtype).eps
+  # Step lengths 1, 1/2, ..., and 0: F at the current point computed the same way as at the
+  # others, so that comparisons see differences, not the rounding of two different sums.
+  t = jnp.where(jnp.arange(_LENGTHS + 1) < _LENGTHS, 0.5 ** jnp.arange(_LENGTHS + 1), 0.0
+                ).astype(dtype)
+
+  def gradient(xz):
+    return splits_design.margins_transpose(
+        design, -C * ysign * jax.nn.sigmoid(-ysign * xz) * m3)
+
+  def total(z, xz):
+    return jnp.abs(z).sum(axis=1) + C * loss_terms(xz, ysign, m3)
+
+  def body(s):
+    g = gradient(s.xz)                                                    # (S, D, L)
+    sub = _min_norm_subgradient(s.z, g)
+    kkt = jnp.abs(sub).sum(axis=1) / kkt0
+    converged = ~s.done & (kkt <= tol)
+    done = s.done | converged
+
+    zt, gt = jnp.moveaxis(s.z, 1, 2), jnp.moveaxis(g, 1, 2)               # (S, L, D)
+    violation = jnp.where(zt != 0, 0.0, jnp.abs(jnp.moveaxis(sub, 1, 2)))
+    score = jnp.where(zt != 0, 1.0 + violation.max() + jnp.abs(zt), violation)
+    _, idx = jax.lax.top_k(score, K)                                      # (S, L, K)
+    z_w = jnp.take_along_axis(zt, idx, axis=-1)
+    g_w = jnp.take_along_axis(gt, idx, axis=-1)
+    x_w = splits_design.columns(design, rows, idx)                        # (S, L, K, m)
+    p = jax.nn.sigmoid(-y_rows * jnp.moveaxis(on_rows(s.xz), 1, 2))       # (S, L, m)
+    curvature = C[None, :, None] * p * (1.0 - p) * w_rows
+    H = jnp.einsum('slkm,slm,sljm->slkj', x_w, curvature, x_w, precision=HIGHEST)
+    h_diag = jnp.diagonal(H, axis1=-2, axis2=-1)
+    ridge = 1e-6 * jnp.maximum(h_diag.mean(axis=-1), jnp.finfo(dtype).tiny)
+
+    cd = _coordinate_descent(H, h_diag + ridge[..., None], g_w, z_w, sweeps)
+    newton, sigma = _orthant_newton(H, ridge, g_w, z_w, cd)
+    cd_try = z_w[..., None, :] + t[:, None] * cd[..., None, :]            # (S, L, J, K)
+    newton_try = z_w[..., None, :] + t[:, None] * newton[..., None, :]
+    # Newton's step holds only within its orthant: coordinates that cross zero stop at zero.
+    newton_try = jnp.where(jnp.sign(newton_try) == sigma[..., None, :], newton_try, 0.0)
+    z_try = jnp.concatenate([cd_try, newton_try], axis=-2)                # (S, L, 2J, K)
+    xz_try = (jnp.moveaxis(on_rows(s.xz), 1, 2)[..., None, :]
+              + jnp.einsum('slkm,sljk->sljm', x_w, z_try - z_w[..., None, :],
+                           precision=HIGHEST))                            # (S, L, 2J, m)
+    loss = (jnp.logaddexp(0.0, -y_rows[..., None, :] * xz_try) * w_rows[..., None, :]).sum(-1)
+    f_try = (jnp.abs(s.z).sum(axis=1)[..., None] - jnp.abs(z_w).sum(-1)[..., None]
+             + jnp.abs(z_try).sum(-1) + C[None, :, None] * loss)          # (S, L, 2J)
+    f_try = jnp.where(jnp.isfinite(f_try), f_try, jnp.inf)
+    best = jnp.argmin(f_try, axis=-1)
+    f_best = jnp.take_along_axis(f_try, best[..., None], axis=-1)[..., 0]
+    f_here = f_try[..., _LENGTHS]
+    # Progress beyond the last bits of F; below it the problem is as solved as this precision
+    # allows.
+    move = ~done & (f_best < f_here - 2 * eps * jnp.abs(f_here))
+    z_best = jnp.take_along_axis(z_try, best[..., None, None], axis=-2)[..., 0, :]
+    z_new = jax.vmap(jax.vmap(lambda v, i, x: v.at[i].set(x)))(zt, idx, z_best)
+    z = jnp.where(move[:, None, :], jnp.moveaxis(z_new, 2, 1), s.z)
+    crowded = jnp.where(move & ((z != 0).sum(axis=1) >= K) & (K < D), s.crowded + 1, 0)
+    full = s.full | (crowded >= _CROWDED)
+    # Margins recomputed from z, not accumulated, so that rounding does not drift.
+    xz = splits_design.margins(design, z)
+    return _State(
+        z=z, xz=xz, f=jnp.where(move, total(z, xz), s.f),
+        n_iter=s.n_iter + (~done).astype(jnp.int32),
+        converged=s.converged | converged,
+        done=done | ~move | full, crowded=crowded, full=full,
+        kkt=jnp.where(s.done, s.kkt, kkt), it=s.it + 1)
+
+  xz0 = splits_design.margins(design, z0)
+  no = jnp.zeros((S, L), bool)
+  kkt0 = jnp.maximum(jnp.abs(_min_norm_subgradient(
+      jnp.zeros_like(z0), gradient(jnp.zeros_like(xz0)))).sum(axis=1), jnp.finfo(dtype).tiny)
+  zero = jnp.zeros((S, L), jnp.int32)
+  state = _State(z0, xz0, total(z0, xz0), zero, no, no, zero, no, jnp.ones((S, L), dtype),
+                 jnp.zeros((), jnp.int32))
+  s = jax.lax.while_loop(lambda s: (s.it < max_iter) & ~jnp.all(s.done), body, state)
+  # The last iterate's own stopping measure (the loop may end on its step).
+  kkt = jnp.abs(_min_norm_subgradient(s.z, gradient(s.xz))).sum(axis=1) / kkt0
+  converged = s.converged | (kkt <= tol)
+  coef, intercept = splits_design.raw_weights(design, s.z, shift)
+  fit = LogisticFit(coef, intercept, s.f, s.n_iter, converged, jnp.where(s.done, s.kkt, kkt))
+  return fit, s.z, s.full
+
+
+def solve_growing(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z, *,
+                  fit_intercept, max_iter, block, sweeps):
+  """`solve` from z, again from where it stopped with twice the block while a support outgrows
+  it (each block size compiles once). Returns a `LogisticFit`."""
+  D = z.shape[1]
+  n_iter = 0
+  while True:
+    fit, z, full = solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z,
+                         max_iter - int(jnp.max(n_iter)), fit_intercept=fit_intercept,
+                         block=block, sweeps=sweeps)
+    n_iter = n_iter + fit.n_iter
+    if block >= D or not bool(jnp.any(full)) or int(jnp.max(n_iter)) >= max_iter:
+      return fit._replace(n_iter=n_iter)
+    block *= 2

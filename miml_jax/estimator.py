@@ -1,4 +1,4 @@
-"""A scikit-learn estimator for multi-label logistic regression, solved by the batched FISTA."""
+"""A scikit-learn estimator for multi-label logistic regression, solved by the batched JAX solvers."""
 
 import numpy as np
 from sklearn.base import BaseEstimator

@@ -1,7 +1,7 @@
 """The paper's protocol: fit each method on every split's training part, score the test part.
 
 Methods (all at the same C, on the same scaled features unless said otherwise):
-  fista_l1, fista_l2          our batched JAX solvers (FISTA for L1, Newton for L2), tight
+  jax_l1, jax_l2              our batched JAX solvers (Newton-type, see `fit_logistic`), tight
                               tolerance;
   liblinear_l1, liblinear_l2  scikit-learn's liblinear on the same problems, tight tolerance;
   liblinear_paper             what the paper ran: LIBLINEAR's command-line defaults for L1-LR
@@ -21,7 +21,7 @@ from miml_jax.errors import UserError
 from miml_jax.solvers import fit_logistic
 from miml_jax.solvers.liblinear import fit_liblinear
 
-METHODS = ('fista_l1', 'fista_l2', 'liblinear_l1', 'liblinear_l2', 'liblinear_paper')
+METHODS = ('jax_l1', 'jax_l2', 'liblinear_l1', 'liblinear_l2', 'liblinear_paper')
 
 
 @dataclasses.dataclass
@@ -63,7 +63,7 @@ def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
   return reg + C * loss
 
 
-def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', fista_tol=1e-6,
+def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', jax_tol=1e-6,
                liblinear_tol=1e-8, max_iter=20_000, n_jobs=-1, test_masks=None) -> MethodResult:
   """Fits `name` on every split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test part.
 
@@ -76,9 +76,9 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', fista_to
   kind = 'none' if name == 'liblinear_paper' else scaling_kind
   shift, scale = scaling.fit_scaling(X, masks, kind)
   start = time.perf_counter()
-  if name.startswith('fista'):
+  if name.startswith('jax'):
     fit = jax.block_until_ready(fit_logistic(
-        X.astype(np.float32), Y, penalty=penalty, C=C, tol=fista_tol, max_iter=max_iter,
+        X.astype(np.float32), Y, penalty=penalty, C=C, tol=jax_tol, max_iter=max_iter,
         train_mask=masks, shift=shift, scale=scale))
   elif name == 'liblinear_paper':
     fit = fit_liblinear(X, Y, penalty='l1', C=C, fit_intercept=False, tol=0.01,

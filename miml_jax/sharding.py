@@ -1,16 +1,21 @@
-"""Spreading batched work over this host's devices with `jax.sharding`.
+"""Spreading batched work over devices with `jax.sharding`.
 
 Both batched computations here have one axis of independent work: the images of an extraction
-batch, and the data splits of a solver call. That axis is sharded over a one-dimensional mesh of
-the local devices (padded to a multiple of their number), everything else is replicated, and
-XLA partitions the jitted program; on one device nothing changes.
+batch, and the data splits of a solver call. That axis is sharded over a one-dimensional mesh
+(padded to a multiple of its size), everything else is replicated, and XLA partitions the jitted
+program; on one device nothing changes. The solvers use every device of every process
+(`global_mesh`: after `jax.distributed.initialize`, all hosts; each process passes the same
+inputs and gets the whole result back), the extractor its own process's devices (`local_mesh`).
 """
+
+import functools
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
+from jax.experimental import multihost_utils
 
 AXIS = 'data'
 
@@ -19,6 +24,41 @@ def local_mesh() -> Mesh | None:
   """A mesh over this process's devices, or None when there is only one."""
   devices = jax.local_devices()
   return Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
+
+
+def global_mesh() -> Mesh | None:
+  """A mesh over the devices of all processes, or None when there is only one."""
+  devices = jax.devices()
+  return Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
+
+
+@functools.lru_cache(maxsize=None)
+def _split_mapped(fn, mesh: Mesh, split: tuple[bool, ...], static: tuple):
+  specs = tuple(PartitionSpec(AXIS) if sp else PartitionSpec() for sp in split)
+  mapped = jax.shard_map(functools.partial(fn, **dict(static)), mesh=mesh, in_specs=specs,
+                         out_specs=PartitionSpec(AXIS), check_vma=False)
+  return jax.jit(mapped)
+
+
+def map_splits(fn, mesh: Mesh | None, split: tuple[bool, ...], *args, **static):
+  """fn(*args, **static) with each device running fn on its own share of the splits.
+
+  split: per argument, whether its leading axis is the split axis (placed with
+  `shard_leading`) or it is replicated; every output has the split axis first. The devices
+  never wait for one another (no collective inside fn), so a device whose splits are solved
+  stops early. Compiled once per (fn, mesh, split, static).
+  """
+  if mesh is None:
+    return fn(*args, **static)
+  return _split_mapped(fn, mesh, tuple(split), tuple(sorted(static.items())))(*args)
+
+
+def gather(x):
+  """x as a whole on this process: arrays spread over other processes' devices are gathered
+  (every process must call this); others are returned as they are."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return multihost_utils.process_allgather(x, tiled=True)
+  return x
 
 
 def padded(n: int, mesh: Mesh | None) -> int:
@@ -35,15 +75,18 @@ def pad_leading(x, n: int):
   return np.concatenate([x, np.repeat(x[:1], n - len(x), axis=0)])
 
 
+def _placed(x, mesh: Mesh, spec: PartitionSpec):
+  if jax.process_count() > 1:
+    # Across processes every one holds the whole value; each places its own devices' part.
+    x = jax.tree.map(np.asarray, x)
+  return jax.device_put(x, NamedSharding(mesh, spec))
+
+
 def shard_leading(x, mesh: Mesh | None):
   """x placed with its leading axis split over the mesh (as is, without a mesh)."""
-  if mesh is None:
-    return x
-  return jax.device_put(x, NamedSharding(mesh, PartitionSpec(AXIS)))
+  return x if mesh is None else _placed(x, mesh, PartitionSpec(AXIS))
 
 
 def replicate(x, mesh: Mesh | None):
   """x (a pytree) copied to every device of the mesh (as is, without a mesh)."""
-  if mesh is None:
-    return x
-  return jax.device_put(x, NamedSharding(mesh, PartitionSpec()))
+  return x if mesh is None else _placed(x, mesh, PartitionSpec())

@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 
 from miml_jax import model_selection
+from miml_jax import runtime_flags
 from miml_jax import tagger as tagger_lib
 from miml_jax.errors import exit_on_user_error
 from miml_jax.errors import UserError
@@ -126,6 +127,7 @@ def predict(argv):
 
 
 def main(argv):
+  runtime_flags.apply()
   commands = {'train': train, 'predict': predict}
   if len(argv) < 2 or argv[1] not in commands:
     raise app.UsageError('usage: python -m miml_jax.tag train|predict [flags] [images...]')

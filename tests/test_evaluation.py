@@ -19,17 +19,17 @@ def test_fista_and_liblinear_agree_on_every_metric():
   W = rng.standard_normal((d, q)) * (rng.random((d, q)) < 0.2)
   Y = ((X - X.mean(0)) / X.std(0) @ W + 0.5 * rng.standard_normal((n, q)) > 0).astype(float)
   masks = splits.random_splits(n, 4, seed=1)
-  out = evaluation.run(X, Y, masks, ['fista_l1', 'liblinear_l1', 'fista_l2', 'liblinear_l2',
+  out = evaluation.run(X, Y, masks, ['jax_l1', 'liblinear_l1', 'jax_l2', 'liblinear_l2',
                                      'liblinear_paper'], n_jobs=1)
-  for a, b in (('fista_l1', 'liblinear_l1'), ('fista_l2', 'liblinear_l2')):
+  for a, b in (('jax_l1', 'liblinear_l1'), ('jax_l2', 'liblinear_l2')):
     for name in metrics.NAMES:
       assert abs(out[a].metrics[name].mean() - out[b].metrics[name].mean()) <= 0.005, (a, name)
   test = evaluation.test_indices(masks)
-  assert out['fista_l1'].decisions.shape == (4, test.shape[1], q)
+  assert out['jax_l1'].decisions.shape == (4, test.shape[1], q)
   # The decisions recompute the metrics.
-  again = metrics.evaluate(Y[test], out['fista_l1'].decisions)
-  np.testing.assert_allclose(again['ranking_loss'], out['fista_l1'].metrics['ranking_loss'])
-  assert out['fista_l1'].metrics['average_precision'].mean() > 0.7
+  again = metrics.evaluate(Y[test], out['jax_l1'].decisions)
+  np.testing.assert_allclose(again['ranking_loss'], out['jax_l1'].metrics['ranking_loss'])
+  assert out['jax_l1'].metrics['average_precision'].mean() > 0.7
   # Same optimum: objectives recomputed in float64 from both solvers' weights.
   agree = evaluation.agreement(out, Y, masks)
   for penalty in ('l1', 'l2'):
@@ -54,29 +54,29 @@ def test_table1_command_end_to_end(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'miml_jax.experiments.table1', f'--dataset={root}',
        f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache', '--splits=3',
-       '--solvers=fista_l1,liblinear_l1', f'--output_dir={tmp_path}/out', '--n_jobs=1'],
+       '--solvers=jax_l1,liblinear_l1', f'--output_dir={tmp_path}/out', '--n_jobs=1'],
       capture_output=True, text=True, cwd=conftest.REPO)
   assert result.returncode == 0, result.stderr
   table = json.loads((tmp_path / 'out' / 'table1_tiny.json').read_text())
   assert table['n_images'] == 12 and table['feature_dim'] == 5888 and table['splits'] == 3
-  assert set(table['methods']) == {'fista_l1', 'liblinear_l1'}
-  assert set(table['methods']['fista_l1']) >= set(metrics.NAMES) | {'fit_seconds'}
+  assert set(table['methods']) == {'jax_l1', 'liblinear_l1'}
+  assert set(table['methods']['jax_l1']) >= set(metrics.NAMES) | {'fit_seconds'}
   assert '| a.p. ↑ |' in (tmp_path / 'out' / 'table1_tiny.md').read_text()
   with np.load(tmp_path / 'out' / 'table1_tiny.npz') as f:
-    assert f['decisions_fista_l1'].shape == (3, 4, 2)
+    assert f['decisions_jax_l1'].shape == (3, 4, 2)
 
 
 def test_figure3_command_end_to_end_and_resumes(tmp_path):
   root = conftest.tiny_dataset(tmp_path, n=15)
   command = [sys.executable, '-m', 'miml_jax.experiments.figure3', f'--dataset={root}',
              f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache',
-             '--splits=2', '--solvers=fista_l1,fista_l2', f'--output_dir={tmp_path}/out']
+             '--splits=2', '--solvers=jax_l1,jax_l2', f'--output_dir={tmp_path}/out']
   result = subprocess.run(command + ['--train_sizes=4,10'], capture_output=True, text=True,
                           cwd=conftest.REPO)
   assert result.returncode == 0, result.stderr
   out = json.loads((tmp_path / 'out' / 'figure3_tiny.json').read_text())
-  assert [p['train_images'] for p in out['points']['fista_l1']] == [4, 10]
-  assert set(out['points']['fista_l2'][0]) >= set(metrics.NAMES)
+  assert [p['train_images'] for p in out['points']['jax_l1']] == [4, 10]
+  assert set(out['points']['jax_l2'][0]) >= set(metrics.NAMES)
   assert (tmp_path / 'out' / 'figure3_tiny.png').read_bytes()[:4] == b'\x89PNG'
   rows = (tmp_path / 'out' / 'figure3_tiny.csv').read_text().splitlines()
   assert rows[0] == 'method,train_images,metric,mean,std' and len(rows) == 1 + 2 * 2 * 5
@@ -86,8 +86,8 @@ def test_figure3_command_end_to_end_and_resumes(tmp_path):
   assert result.returncode == 0, result.stderr
   assert '4 training images' not in result.stdout and '7 training images' in result.stdout
   again = json.loads((tmp_path / 'out' / 'figure3_tiny.json').read_text())
-  assert [p['train_images'] for p in again['points']['fista_l2']] == [4, 7, 10]
-  assert again['points']['fista_l1'][0] == out['points']['fista_l1'][0]
+  assert [p['train_images'] for p in again['points']['jax_l2']] == [4, 7, 10]
+  assert again['points']['jax_l1'][0] == out['points']['jax_l1'][0]
   bad = subprocess.run(command + ['--train_sizes=1000'], capture_output=True, text=True,
                        cwd=conftest.REPO)
   assert bad.returncode == 1 and 'train_sizes' in bad.stderr and 'Traceback' not in bad.stderr

@@ -191,7 +191,7 @@ def test_label_without_positives_runs_through_table1(tmp_path, small_weights):
                                         for i, p in enumerate(paths)))
   result = cli('miml_jax.experiments.table1', f'--dataset={tmp_path}/d',
                f'--weights={small_weights}', f'--cache_dir={tmp_path}/c',
-               f'--output_dir={tmp_path}/o', '--splits=2', '--solvers=fista_l1,liblinear_l1',
+               f'--output_dir={tmp_path}/o', '--splits=2', '--solvers=jax_l1,liblinear_l1',
                '--n_jobs=1')
   assert result.returncode == 0, result.stderr
   assert 'nan' not in (tmp_path / 'o' / 'table1_d.json').read_text().lower()

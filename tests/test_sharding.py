@@ -1,6 +1,7 @@
-"""Several devices give the single-device results: 8 CPU devices forced by XLA_FLAGS."""
+"""Several devices, and several processes, give the single-device results (on CPUs)."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -33,3 +34,31 @@ def test_eight_devices_match_one(tmp_path, small_weights):
     coef = one[f'{penalty}_coef']
     np.testing.assert_allclose(eight[f'{penalty}_coef'], coef, atol=1e-6 * np.abs(coef).max())
   np.testing.assert_allclose(eight['features'], one['features'], rtol=1e-6, atol=1e-6)
+
+
+def test_several_processes_match_one(tmp_path):
+  """3 processes joined by jax.distributed (as on several hosts) against 1, same script."""
+  script = os.path.join(conftest.REPO, 'tests', 'multihost_run.py')
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env['JAX_PLATFORMS'] = 'cpu'
+  outs = {}
+  for count in (1, 3):
+    with socket.socket() as s:
+      s.bind(('127.0.0.1', 0))
+      port = s.getsockname()[1]
+    outs[count] = tmp_path / f'{count}.npz'
+    procs = [subprocess.Popen([sys.executable, script, str(port), str(i), str(count),
+                               str(outs[count])], env=env, cwd=conftest.REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for i in range(count)]
+    for p in procs:
+      _, err = p.communicate(timeout=600)
+      assert p.returncode == 0, err.decode()[-2000:]
+  one, three = np.load(outs[1]), np.load(outs[3])
+  assert int(one['devices']) == 1 and int(three['devices']) == 3
+  assert int(three['processes']) == 3
+  for penalty in ('l1', 'l2'):
+    np.testing.assert_allclose(three[f'{penalty}_objective'], one[f'{penalty}_objective'],
+                               rtol=1e-6)
+    coef = one[f'{penalty}_coef']
+    np.testing.assert_allclose(three[f'{penalty}_coef'], coef, atol=1e-6 * np.abs(coef).max())

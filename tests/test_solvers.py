@@ -1,4 +1,4 @@
-"""The batched FISTA against scikit-learn's liblinear, at the same C and a tight tolerance."""
+"""The batched JAX solvers against scikit-learn's liblinear, at the same C and a tight tolerance."""
 
 import jax
 import numpy as np

@@ -20,6 +20,7 @@ from absl import flags
 
 from miml_jax import atomic
 from miml_jax import datasets
+from miml_jax import runtime_flags
 from miml_jax import weights as weights_lib
 from miml_jax.errors import exit_on_user_error
 from miml_jax.features import extract
@@ -137,6 +138,7 @@ def end_to_end(params, info, batch_size):
 
 
 def main(argv):
+  runtime_flags.apply()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   with exit_on_user_error():

@@ -20,6 +20,7 @@ from absl import flags
 from miml_jax import atomic
 from miml_jax import metrics
 from miml_jax import model_selection
+from miml_jax import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.errors import exit_on_user_error
@@ -52,6 +53,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv):
+  runtime_flags.apply()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   dataset, data, info = data_flags.load_features()

@@ -23,6 +23,7 @@ from miml_jax import atomic
 from miml_jax import evaluation
 from miml_jax import metrics
 from miml_jax import paper
+from miml_jax import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.errors import exit_on_user_error
@@ -35,8 +36,8 @@ _SPLITS = flags.DEFINE_integer('splits', 30, 'Repetitions per size.')
 _TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, "Table 1's training share.")
 _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
-_SOLVERS = flags.DEFINE_list('solvers', ['fista_l1', 'fista_l2'], 'Methods (see table1).')
-_FISTA_TOL = flags.DEFINE_float('fista_tol', 1e-6, 'JAX solver tolerance.')
+_SOLVERS = flags.DEFINE_list('solvers', ['jax_l1', 'jax_l2'], 'Methods (see table1).')
+_JAX_TOL = flags.DEFINE_float('jax_tol', 1e-6, 'JAX solver tolerance.')
 _LIBLINEAR_TOL = flags.DEFINE_float('liblinear_tol', 1e-8, 'liblinear tolerance.')
 _MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
 _N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'Parallel liblinear fits.')
@@ -45,7 +46,7 @@ _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'experiments/figure3', 'Where re
 LABELS = {'average_precision': 'average precision ↑', 'coverage': 'coverage ↓',
           'hamming_loss': 'Hamming loss ↓', 'one_error': 'one error ↓',
           'ranking_loss': 'ranking loss ↓'}
-NAMES = {'fista_l1': 'VGG+L1LR (ours)', 'fista_l2': 'VGG+LR (ours)',
+NAMES = {'jax_l1': 'VGG+L1LR (ours)', 'jax_l2': 'VGG+LR (ours)',
          'liblinear_l1': 'VGG+L1LR (liblinear)', 'liblinear_l2': 'VGG+LR (liblinear)',
          'liblinear_paper': 'VGG+L1LR (paper setting)'}
 
@@ -100,6 +101,7 @@ def write(result: dict, out: str) -> None:
 
 
 def main(argv):
+  runtime_flags.apply()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   dataset, data, info = data_flags.load_features()
@@ -135,7 +137,7 @@ def main(argv):
       masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value,
                                    n_train=k)
       runs = evaluation.run(X, Y, masks, _SOLVERS.value, test_masks=~full, C=_C.value,
-                            scaling_kind=_SCALING.value, fista_tol=_FISTA_TOL.value,
+                            scaling_kind=_SCALING.value, jax_tol=_JAX_TOL.value,
                             liblinear_tol=_LIBLINEAR_TOL.value, max_iter=_MAX_ITER.value,
                             n_jobs=_N_JOBS.value)
       for method, r in runs.items():

@@ -3,7 +3,7 @@
   python -m miml_jax.experiments.selected_features --dataset=msrc_v2 \
       --data_dir=../shared/datasets --output_dir=experiments/selected_features
 
-Fits the L1 model (as `fista_l1` of Table 1) on each of the first --splits Table 1 training
+Fits the L1 model (as `jax_l1` of Table 1) on each of the first --splits Table 1 training
 splits and counts, per label and block (pool1..pool5, fc7 when present), the weights that are
 non-zero, averaged over the splits. Writes selected_<dataset>.csv, .json and .png (counts and
 the fraction of each block kept).
@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 
 from miml_jax import atomic
+from miml_jax import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.experiments import data_flags
@@ -66,6 +67,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def main(argv):
+  runtime_flags.apply()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   dataset, data, _ = data_flags.load_features()

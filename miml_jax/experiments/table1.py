@@ -19,6 +19,7 @@ from absl import logging
 from miml_jax import atomic
 from miml_jax import evaluation
 from miml_jax import paper
+from miml_jax import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.errors import exit_on_user_error
@@ -30,9 +31,9 @@ _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength (liblinear C)
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS),
                              'Feature scaling for all methods but liblinear_paper.')
 _SOLVERS = flags.DEFINE_list('solvers', list(evaluation.METHODS), 'Methods to run.')
-_FISTA_TOL = flags.DEFINE_float('fista_tol', 1e-6, 'FISTA tolerance.')
+_JAX_TOL = flags.DEFINE_float('jax_tol', 1e-6, 'JAX solver tolerance.')
 _LIBLINEAR_TOL = flags.DEFINE_float('liblinear_tol', 1e-8, 'liblinear tolerance.')
-_MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'FISTA iteration cap.')
+_MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
 _N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'Parallel liblinear fits.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'experiments/table1', 'Where results go.')
 
@@ -67,13 +68,14 @@ def markdown(result: dict) -> str:
 def command_line() -> str:
   """This run's own flags, as a command that repeats it."""
   holders = (*data_flags.HOLDERS, _SPLITS, _TRAIN_FRACTION, _C,
-             _SCALING, _SOLVERS, _FISTA_TOL, _LIBLINEAR_TOL, _MAX_ITER, _N_JOBS, _OUTPUT_DIR)
+             _SCALING, _SOLVERS, _JAX_TOL, _LIBLINEAR_TOL, _MAX_ITER, _N_JOBS, _OUTPUT_DIR)
   args = [f'--{h.name}={",".join(h.value) if isinstance(h.value, list) else h.value}'
           for h in holders if h.value is not None]
   return 'python -m miml_jax.experiments.table1 ' + ' '.join(args)
 
 
 def main(argv):
+  runtime_flags.apply()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.info('%s', command_line())
@@ -83,7 +85,7 @@ def main(argv):
     masks = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
                                  data_flags.SEED.value)
     results = evaluation.run(X, Y, masks, _SOLVERS.value, C=_C.value,
-                             scaling_kind=_SCALING.value, fista_tol=_FISTA_TOL.value,
+                             scaling_kind=_SCALING.value, jax_tol=_JAX_TOL.value,
                              liblinear_tol=_LIBLINEAR_TOL.value, max_iter=_MAX_ITER.value,
                              n_jobs=_N_JOBS.value)
   result = {

@@ -9,6 +9,7 @@ from absl import flags
 from absl import logging
 
 from miml_jax import datasets
+from miml_jax import runtime_flags
 from miml_jax.errors import exit_on_user_error
 from miml_jax.features import extract
 from miml_jax.features import store
@@ -26,6 +27,7 @@ _IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'Images are resized to thi
 
 
 def main(argv):
+  runtime_flags.apply()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.info('flags: %s', {f.name: f.value for f in (_DATA, _DATA_DIR, _WEIGHTS, _OUTPUT,

@@ -6,6 +6,8 @@ sample space (`miml_jax.solvers.newton`); FISTA (`miml_jax.solvers.fista`) remai
 All solve liblinear's objective (`miml_jax.solvers.objective`).
 """
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -82,30 +84,43 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
                            jnp.asarray(scale, X.dtype), (S, d))
   if not bool(jnp.all(scale > 0)):
     raise UserError('scale must be positive')
-  common = dict(C=jnp.asarray(C, X.dtype), intercept_scaling=jnp.asarray(intercept_scaling, X.dtype),
-                tol=jnp.asarray(tol, X.dtype), fit_intercept=fit_intercept, max_iter=int(max_iter))
-  # Splits are independent problems: shard them over the local devices (padded with copies of
-  # the first split, dropped below); the data and labels are replicated.
-  mesh = sharding.local_mesh()
+  C = jnp.broadcast_to(jnp.asarray(C, X.dtype), (Y.shape[1],))
+  s0 = jnp.asarray(intercept_scaling, X.dtype)
+  tol = jnp.asarray(tol, X.dtype)
+  static = dict(fit_intercept=fit_intercept, max_iter=int(max_iter))
+  # Splits are independent problems: shard them over all devices, of all processes (padded with
+  # copies of the first split, dropped below); the data and labels are replicated.
+  mesh = sharding.global_mesh()
   padded = sharding.padded(S, mesh)
   split_axis = lambda a: sharding.shard_leading(sharding.pad_leading(a, padded), mesh)
   X, Yd = sharding.replicate((X, jnp.asarray(Y, X.dtype)), mesh)
   shift, scale = split_axis(shift), split_axis(scale)
+  C, s0, tol = sharding.replicate((C, s0, tol), mesh)
+  # Each solver runs per device on its share of the splits: the flags say which arguments have
+  # the split axis first (the others are replicated).
   if method != 'fista':
     rows, valid = (split_axis(a) for a in newton.training_rows(mask))
     if penalty == 'l2':
-      fit = newton.solve(X, Yd, rows, valid, shift, scale, **common)
+      fit = sharding.map_splits(
+          newton.solve, mesh, (False, False, True, True, True, True, False, False, False),
+          X, Yd, rows, valid, shift, scale, C, s0, tol, **static)
     else:
       z0 = split_axis(np.zeros((S, d + int(fit_intercept), Y.shape[1]), X.dtype))
       fit = prox_newton.solve_growing(
-          X, Yd, split_axis(mask.astype(X.dtype)), rows, valid, shift, scale, z=z0,
-          block=256 if newton_block is None else int(newton_block), sweeps=_SWEEPS, **common)
+          functools.partial(sharding.map_splits, prox_newton.solve, mesh,
+                            (False, False, True, True, True, True, True, False, False, False,
+                             True, False)),
+          X, Yd, split_axis(mask.astype(X.dtype)), rows, valid, shift, scale, C, s0, tol, z0,
+          max_iter=int(max_iter), block=256 if newton_block is None else int(newton_block),
+          fit_intercept=fit_intercept, sweeps=_SWEEPS)
   else:
-    fit = fista.solve(X, Yd, split_axis(mask.astype(X.dtype)), shift, scale, penalty=penalty,
-                      newton_every=(10 if penalty == 'l1' else 0) if newton_every is None
-                      else int(newton_every),
-                      newton_block=256 if newton_block is None else int(newton_block),
-                      **common)
+    fit = sharding.map_splits(
+        fista.solve, mesh, (False, False, True, True, True, False, False, False),
+        X, Yd, split_axis(mask.astype(X.dtype)), shift, scale, C, s0, tol, penalty=penalty,
+        newton_every=(10 if penalty == 'l1' else 0) if newton_every is None
+        else int(newton_every),
+        newton_block=256 if newton_block is None else int(newton_block), **static)
+  fit = LogisticFit(*(sharding.gather(a) for a in fit))
   if padded != S:
     fit = LogisticFit(*(a[:S] for a in fit))
   if single:

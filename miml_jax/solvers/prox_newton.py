@@ -198,16 +198,17 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
   return fit, s.z, s.full
 
 
-def solve_growing(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z, *,
+def solve_growing(solve_fn, X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z, *,
                   fit_intercept, max_iter, block, sweeps):
-  """`solve` from z, again from where it stopped with twice the block while a support outgrows
-  it (each block size compiles once). Returns a `LogisticFit`."""
+  """`solve` (or `solve_fn`, the same spread over devices) from z, again from where it stopped
+  with twice the block while a support outgrows it (each block size compiles once). Returns a
+  `LogisticFit`."""
   D = z.shape[1]
   n_iter = 0
   while True:
-    fit, z, full = solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z,
-                         max_iter - int(jnp.max(n_iter)), fit_intercept=fit_intercept,
-                         block=block, sweeps=sweeps)
+    fit, z, full = solve_fn(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z,
+                            max_iter - int(jnp.max(n_iter)), fit_intercept=fit_intercept,
+                            block=block, sweeps=sweeps)
     n_iter = n_iter + fit.n_iter
     if block >= D or not bool(jnp.any(full)) or int(jnp.max(n_iter)) >= max_iter:
       return fit._replace(n_iter=n_iter)

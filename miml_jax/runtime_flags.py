@@ -1,0 +1,24 @@
+"""Command-line flags for `miml_jax.runtime`, shared by every command; `apply()` first in main."""
+
+from absl import flags
+
+from miml_jax import runtime
+from miml_jax.errors import exit_on_user_error
+
+COMPILATION_CACHE = flags.DEFINE_string(
+    'compilation_cache', '~/.cache/miml_jax/xla',
+    'Folder of compiled XLA programs kept between runs (empty: off).')
+DISTRIBUTED = flags.DEFINE_boolean(
+    'distributed', False, 'Join a multi-host run (jax.distributed.initialize); the cluster is '
+    'detected unless the three flags below are given.')
+COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                  'Multi-host: host:port of process 0.')
+NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-host: processes in all.')
+PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0-based.')
+
+
+def apply() -> None:
+  with exit_on_user_error():
+    if DISTRIBUTED.value:
+      runtime.initialize_distributed(COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value)
+    runtime.enable_compilation_cache(COMPILATION_CACHE.value)

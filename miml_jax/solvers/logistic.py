@@ -34,8 +34,9 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     C: inverse regularisation strength, a scalar or one per label (L,).
     fit_intercept, intercept_scaling: as liblinear (the intercept is penalised as a weight on a
       constant feature of value intercept_scaling).
-    tol: stop a problem when its stopping measure is below tol times its value at zero (FISTA:
-      the prox-gradient mapping; Newton: the gradient norm).
+    tol: stop a problem when its stopping measure is below tol times its value at zero (L1
+      Newton: the 1-norm of the minimum-norm subgradient, as liblinear; L2 Newton: the gradient
+      norm; FISTA: the prox-gradient mapping).
     max_iter: most iterations for any problem.
     train_mask: optional (S, n) bool, one row per data split; rows outside a split's mask do not
       enter its fit. Without it, all rows are used and outputs have no leading S axis.

@@ -5,22 +5,23 @@ quadratic model, plus the L1 norm, is minimised by coordinate descent over the w
 move. Here the same idea runs for every problem (split x label) at once, in fixed shapes:
 
 1. the full gradient g of the smooth part, one product with X̃ᵀ for all problems;
-2. a working set of `block` coordinates per problem: the non-zero weights first, then the zero
-   weights that most violate optimality (|g_j| > 1);
-3. the model's Hessian on the set, H = X̃_Wᵀ D X̃_W (K x K per problem, D the logistic curvatures
-   of the training rows), and its minimiser with the L1 norm found by a few sweeps of coordinate
-   descent; then, at the signs those sweeps found, the model's exact minimiser on the set's
-   non-zero coordinates (one Cholesky solve): once the signs settle, this is Newton's step on a smooth problem and converges quadratically, which
-   coordinate descent alone would not;
-4. F along both directions for 12 step lengths each (1, 1/2, ...), evaluated at once (on the working set the
-   margins are cheap), keeping the best; F never increases.
+2. a working set of K = `block` coordinates per problem: the non-zero weights first, then the
+   zero weights that most violate optimality (|g_j| > 1);
+3. the model's Hessian on the set, H = X̃_Wᵀ D X̃_W (K x K per problem, D the logistic
+   curvatures of the training rows), and the model's minimiser with the L1 norm, approached by
+   a few sweeps of coordinate descent; then, at the signs those sweeps found, the model's exact
+   minimiser on the set's non-zero coordinates (one Cholesky solve). Once the signs settle this
+   is Newton's step on a smooth problem and converges quadratically, which coordinate descent
+   alone would not;
+4. F along both directions for 12 step lengths each (1, 1/2, ...), evaluated at once (on the
+   working set the margins are cheap), keeping the best: F never increases.
 
 Only the working set can be non-zero. A problem whose support fills it for `_CROWDED` iterations
-in a row (no room left for the coordinates that would enter) stops, flagged `full`;
-`solve_growing` then solves again from where it stopped with a block twice as large (at C=1 the
-solutions keep 0.3–8% of the 5,889 weights). A problem stops when the 1-norm of the minimum-norm subgradient is below `tol` times
-its value at zero, liblinear's criterion for this
-problem, or when no step lowers F beyond rounding (then `converged` stays False).
+in a row (no room left for the coordinates that would enter) stops, flagged `full`, and
+`solve_growing` solves again from where it stopped with a block twice as large (at C=1 the
+solutions keep 0.3–8% of the 5,889 weights). A problem stops when the 1-norm of the minimum-norm
+subgradient is below `tol` times its value at zero (liblinear's criterion for this problem), or
+when no step lowers F beyond rounding (then `converged` stays False).
 """
 
 import functools

@@ -112,7 +112,7 @@ def run(X, Y, masks, methods, **kwargs) -> dict:
 def agreement(results: dict, Y, masks) -> dict:
   """Ours against liblinear on the same problems: objective gaps, metric and time ratios.
 
-  {'l1': {...}, 'l2': {...}} for each penalty where both `fista_<p>` and `liblinear_<p>` ran.
+  {'l1': {...}, 'l2': {...}} for each penalty where both `jax_<p>` and `liblinear_<p>` ran.
   Gaps are (ours - liblinear) / liblinear over the (split, label) problems with both classes in
   the training part (liblinear cannot fit the others).
   """
@@ -120,7 +120,7 @@ def agreement(results: dict, Y, masks) -> dict:
   valid = (pos > 0) & (pos < masks.sum(1, keepdims=True))
   out = {}
   for penalty in ('l1', 'l2'):
-    ours, ref = results.get(f'fista_{penalty}'), results.get(f'liblinear_{penalty}')
+    ours, ref = results.get(f'jax_{penalty}'), results.get(f'liblinear_{penalty}')
     if ours is None or ref is None:
       continue
     gap = ((ours.objective - ref.objective) / ref.objective)[valid]

@@ -12,7 +12,7 @@ from miml_jax import splits
 from tests import conftest
 
 
-def test_fista_and_liblinear_agree_on_every_metric():
+def test_jax_and_liblinear_agree_on_every_metric():
   rng = np.random.default_rng(0)
   n, d, q = 150, 40, 4
   X = np.maximum(rng.standard_normal((n, d)) + 0.5, 0) * rng.uniform(1, 20, d)

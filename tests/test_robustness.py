@@ -262,8 +262,11 @@ def test_feature_file_from_untrusted_source_is_refused(tmp_path):
 
 
 def _extract_command(root, weights_path, out):
+  # Without the compilation cache every run compiles, as on a fresh machine: with it, later runs
+  # can finish before the random kill, and fewer kills would test less.
   return [sys.executable, '-m', 'miml_jax.features', f'--data={root}',
-          f'--weights={weights_path}', f'--output={out}', '--image_size=32', '--batch_size=2']
+          f'--weights={weights_path}', f'--output={out}', '--image_size=32', '--batch_size=2',
+          '--compilation_cache=']
 
 
 def test_killed_extractions_resume_to_the_same_features(tmp_path, small_weights):

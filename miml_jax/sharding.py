@@ -2,8 +2,9 @@
 
 Both batched computations here have one axis of independent work: the images of an extraction
 batch, and the data splits of a solver call. That axis is sharded over a one-dimensional mesh
-(padded to a multiple of its size), everything else is replicated, and XLA partitions the jitted
-program; on one device nothing changes. The solvers use every device of every process
+(padded to a multiple of its size) and everything else is replicated: the extractor lets XLA
+partition its jitted program, the solvers run per device on their share (`map_splits`); on one
+device nothing changes. The solvers use every device of every process
 (`global_mesh`: after `jax.distributed.initialize`, all hosts; each process passes the same
 inputs and gets the whole result back), the extractor its own process's devices (`local_mesh`).
 """

@@ -89,6 +89,7 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
   s0 = jnp.asarray(intercept_scaling, X.dtype)
   tol = jnp.asarray(tol, X.dtype)
   static = dict(fit_intercept=fit_intercept, max_iter=int(max_iter))
+  block = 256 if newton_block is None else int(newton_block)
   # Splits are independent problems: shard them over all devices, of all processes (padded with
   # copies of the first split, dropped below); the data and labels are replicated.
   mesh = sharding.global_mesh()
@@ -112,7 +113,7 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
                             (False, False, True, True, True, True, True, False, False, False,
                              True, False)),
           X, Yd, split_axis(mask.astype(X.dtype)), rows, valid, shift, scale, C, s0, tol, z0,
-          max_iter=int(max_iter), block=256 if newton_block is None else int(newton_block),
+          max_iter=int(max_iter), block=block,
           fit_intercept=fit_intercept, sweeps=_SWEEPS)
   else:
     fit = sharding.map_splits(
@@ -120,7 +121,7 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
         X, Yd, split_axis(mask.astype(X.dtype)), shift, scale, C, s0, tol, penalty=penalty,
         newton_every=(10 if penalty == 'l1' else 0) if newton_every is None
         else int(newton_every),
-        newton_block=256 if newton_block is None else int(newton_block), **static)
+        newton_block=block, **static)
   fit = LogisticFit(*(sharding.gather(a) for a in fit))
   if padded != S:
     fit = LogisticFit(*(a[:S] for a in fit))

@@ -269,11 +269,34 @@ def _extract_command(root, weights_path, out):
           '--compilation_cache=']
 
 
+def _count_parts(out):
+  parts = f'{out}.parts'
+  return len(os.listdir(parts)) if os.path.isdir(parts) else 0
+
+
+def _kill_when(proc, ready, delay, timeout=120.0):
+  """SIGKILLs proc `delay` seconds after ready() holds; True if it was still running then."""
+  deadline = time.monotonic() + timeout
+  while not ready() and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.005)
+  time.sleep(delay)
+  killed = proc.poll() is None
+  if killed:
+    proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  return killed
+
+
 def test_killed_extractions_resume_to_the_same_features(tmp_path, small_weights):
-  """kill -9 at random moments, ten times, then let it finish: the same features as one
-  uninterrupted run, and a file at the output is only ever a complete one."""
+  """kill -9 while starting, between batches and while assembling, then let it finish: the
+  same features as one uninterrupted run, and a file at the output is only ever a complete one.
+
+  The kills follow the run's progress (its batch files) rather than a clock, so they land
+  inside the run however fast the machine is.
+  """
   rng = np.random.default_rng(8)
-  root, _ = dataset_with(tmp_path / 'd', rng, n=40)
+  n, batch = 40, 2
+  root, _ = dataset_with(tmp_path / 'd', rng, n=n)
   reference_out = tmp_path / 'reference.h5'
   subprocess.run(_extract_command(root, small_weights, reference_out), check=True,
                  capture_output=True, cwd=conftest.REPO)
@@ -281,17 +304,18 @@ def test_killed_extractions_resume_to_the_same_features(tmp_path, small_weights)
   out = tmp_path / 'killed.h5'
   chooser = random.Random(0)
   kills = 0
-  for _ in range(10):
+  for moment in ['starting', 'batch'] * 4 + ['assembling']:
+    before = _count_parts(out)
+    ready = {'starting': lambda: True,
+             'batch': lambda: _count_parts(out) > before,
+             'assembling': lambda: _count_parts(out) >= n // batch}[moment]
+    delay = chooser.uniform(0.1, 1.0) if moment == 'starting' else chooser.uniform(0.0, 0.1)
     proc = subprocess.Popen(_extract_command(root, small_weights, out), cwd=conftest.REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(chooser.uniform(1.0, 6.0))
-    if proc.poll() is None:
-      proc.send_signal(signal.SIGKILL)
-      kills += 1
-    proc.wait()
+    kills += _kill_when(proc, ready, delay)
     if out.exists():   # only ever complete
       np.testing.assert_array_equal(store.read_feature_file(out).features, expected)
-  assert kills >= 5
+  assert kills >= 7, kills
   subprocess.run(_extract_command(root, small_weights, out), check=True, capture_output=True,
                  cwd=conftest.REPO)
   np.testing.assert_array_equal(store.read_feature_file(out).features, expected)

@@ -1,6 +1,7 @@
 """The Table 1 protocol: methods agree with each other, and the command writes readable files."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -64,6 +65,35 @@ def test_table1_command_end_to_end(tmp_path):
   assert '| a.p. ↑ |' in (tmp_path / 'out' / 'table1_tiny.md').read_text()
   with np.load(tmp_path / 'out' / 'table1_tiny.npz') as f:
     assert f['decisions_jax_l1'].shape == (3, 4, 2)
+
+
+def test_table1_from_a_feature_file_needs_no_images_or_weights(tmp_path):
+  root = conftest.tiny_dataset(tmp_path)
+  common = ['--splits=2', '--solvers=jax_l2', '--n_jobs=1']
+  first = subprocess.run(
+      [sys.executable, '-m', 'miml_jax.experiments.table1', f'--dataset={root}',
+       f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache',
+       f'--output_dir={tmp_path}/a', *common], capture_output=True, text=True, cwd=conftest.REPO)
+  assert first.returncode == 0, first.stderr
+  [cached] = (tmp_path / 'cache').glob('*.h5')
+  moved = tmp_path / 'elsewhere.h5'
+  cached.rename(moved)
+  shutil.rmtree(root)
+  (tmp_path / 'w.safetensors').unlink()
+  second = subprocess.run(
+      [sys.executable, '-m', 'miml_jax.experiments.table1', f'--features={moved}',
+       f'--output_dir={tmp_path}/b', *common], capture_output=True, text=True, cwd=conftest.REPO)
+  assert second.returncode == 0, second.stderr
+  a = json.loads((tmp_path / 'a' / 'table1_tiny.json').read_text())
+  b = json.loads((tmp_path / 'b' / 'table1_tiny.json').read_text())
+  assert b['weights']['sha256'] == a['weights']['sha256'] and b['weights']['file'] is None
+  for metric in metrics.NAMES:
+    assert b['methods']['jax_l2'][metric] == a['methods']['jax_l2'][metric]
+  assert f'--features={moved}' in (tmp_path / 'b' / 'table1_tiny.md').read_text()
+  both = subprocess.run(
+      [sys.executable, '-m', 'miml_jax.experiments.table1', f'--features={moved}',
+       '--dataset=scene', *common], capture_output=True, text=True, cwd=conftest.REPO)
+  assert both.returncode != 0 and 'dataset' in both.stderr and 'Traceback' not in both.stderr
 
 
 def test_figure3_command_end_to_end_and_resumes(tmp_path):

@@ -116,6 +116,27 @@ def test_feature_file_roundtrip_reuse_and_resume(tmp_path, small_weights, monkey
                              rtol=1e-5, atol=1e-5 * np.abs(full.features).max())
 
 
+def test_compact_copy_reads_back_as_float32_within_float16_precision(tmp_path, small_weights):
+  ds = make_dataset(tmp_path / 'ds', 4, np.random.default_rng(5))
+  out = store.write_feature_file(ds, small_weights, str(tmp_path / 'f.h5'), image_size=32,
+                                 progress=False)
+  full = store.read_feature_file(out)
+  half = store.save_feature_file(full, tmp_path / 'half.h5', 'float16')
+  with h5py.File(half) as f:
+    assert f['features'].dtype == np.float16
+  copy = store.read_feature_file(half)
+  assert copy.features.dtype == np.float32 and copy.attrs == full.attrs
+  assert copy.image_names == full.image_names and copy.label_names == full.label_names
+  np.testing.assert_array_equal(copy.labels, full.labels)
+  np.testing.assert_allclose(copy.features, full.features, rtol=2**-11, atol=2**-24)
+  # Values float16 cannot hold are refused, and nothing is left at the output.
+  big = store.FeatureFile(full.features * 1e6, full.labels, full.image_names,
+                          full.label_names, full.attrs)
+  with pytest.raises(UserError, match='big.h5: features exceed the range of float16'):
+    store.save_feature_file(big, tmp_path / 'big.h5', 'float16')
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(('big.h5', '.big.h5'))]
+
+
 def test_feature_file_recomputed_when_inputs_change(tmp_path, small_weights):
   ds = make_dataset(tmp_path / 'ds', 3, np.random.default_rng(3))
   out = str(tmp_path / 'f.h5')

@@ -56,7 +56,7 @@ def main(argv):
   runtime_flags.apply()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  dataset, data, info = data_flags.load_features()
+  dataset_name, data = data_flags.load_features()
   with exit_on_user_error():
     try:
       Cs = [float(c) for c in _CS.value]
@@ -64,11 +64,11 @@ def main(argv):
       raise UserError(f'--Cs must be numbers, got {",".join(_CS.value)}') from None
   X, Y = data.features, data.labels.astype(np.float64)
   masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value)
-  out = os.path.join(_OUTPUT_DIR.value, f'c_selection_{dataset.name}_{_PENALTY.value}')
-  settings = {'dataset': dataset.name, 'penalty': _PENALTY.value, 'Cs': Cs,
+  out = os.path.join(_OUTPUT_DIR.value, f'c_selection_{dataset_name}_{_PENALTY.value}')
+  settings = {'dataset': dataset_name, 'penalty': _PENALTY.value, 'Cs': Cs,
               'folds': _FOLDS.value, 'select': _SELECT.value, 'scaling': _SCALING.value,
               'seed': data_flags.SEED.value, 'tol': _TOL.value,
-              'weights_sha256': info.checksum,
+              'weights_sha256': data.attrs['weights_sha256'],
               'labels': list(data.label_names)}
   result = {**settings, 'per_split': []}
   if os.path.exists(out + '.json'):
@@ -102,7 +102,7 @@ def main(argv):
           f"cv {row['cv']['average_precision']:.4f}; C chosen {row['best_C']}", flush=True)
   table = markdown(result)
   with atomic.atomic_path(out + '.md') as tmp, open(tmp, 'w') as f:
-    f.write(f"# C by cross-validation vs C=1: {dataset.name}, {_PENALTY.value}\n\n{table}")
+    f.write(f"# C by cross-validation vs C=1: {dataset_name}, {_PENALTY.value}\n\n{table}")
   print(table)
 
 

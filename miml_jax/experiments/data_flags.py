@@ -1,28 +1,37 @@
-"""The flags every experiment command shares (dataset, weights, feature cache, split seed), and
-the features they name."""
+"""The flags every experiment command shares (dataset or feature file, weights, feature cache,
+split seed), and the features they name."""
 
 from absl import flags
 
 from miml_jax import datasets
 from miml_jax.errors import exit_on_user_error
 from miml_jax.features import cached_features
+from miml_jax.features import read_feature_file
 
-DATASET = flags.DEFINE_string('dataset', None, 'scene, msrc_v2, or a dataset folder.',
-                              required=True)
+DATASET = flags.DEFINE_string('dataset', None, 'scene, msrc_v2, or a dataset folder.')
+FEATURES = flags.DEFINE_string(
+    'features', None, 'A finished feature file instead of --dataset: results are named after '
+    'the dataset it was made from, and neither images nor weights are needed.')
 DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name '
                                '(default: $MIML_JAX_DATA).')
 WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'Weights file.')
 CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'Where feature files are kept.')
 SEED = flags.DEFINE_integer('seed', 0, 'Split seed (the same splits in every experiment).')
-HOLDERS = (DATASET, DATA_DIR, WEIGHTS, CACHE_DIR, SEED)
+HOLDERS = (DATASET, FEATURES, DATA_DIR, WEIGHTS, CACHE_DIR, SEED)
+flags.mark_flags_as_mutual_exclusive(['dataset', 'features'], required=True)
 
 
 def load_features():
-  """(Dataset, FeatureFile, WeightsInfo) named by the flags; features extracted if not cached.
+  """(dataset name, FeatureFile) named by the flags; features extracted if not cached.
 
-  A user error (missing dataset, bad weights) exits with one line, as every command does.
+  The weights' checksum and source are in the file's attrs (`weights_sha256`,
+  `weights_source`). A user error (missing dataset, bad weights, damaged feature file) exits
+  with one line, as every command does.
   """
   with exit_on_user_error():
+    if FEATURES.value:
+      data = read_feature_file(FEATURES.value)
+      return str(data.attrs['dataset']), data
     dataset = datasets.load(DATASET.value, DATA_DIR.value)
-    data, info = cached_features(dataset, WEIGHTS.value, CACHE_DIR.value)
-  return dataset, data, info
+    data, _ = cached_features(dataset, WEIGHTS.value, CACHE_DIR.value)
+  return dataset.name, data

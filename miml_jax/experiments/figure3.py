@@ -104,7 +104,7 @@ def main(argv):
   runtime_flags.apply()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  dataset, data, info = data_flags.load_features()
+  dataset_name, data = data_flags.load_features()
   with exit_on_user_error():
     X, Y = data.features, data.labels.astype(np.float64)
     full = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
@@ -114,15 +114,15 @@ def main(argv):
              else sorted({int(k) for k in _TRAIN_SIZES.value}))
     if sizes[0] < 2 or sizes[-1] > n_train:
       raise UserError(f'--train_sizes must lie in 2..{n_train} (the training part of a split)')
-    out = os.path.join(_OUTPUT_DIR.value, f'figure3_{dataset.name}')
-    settings = {'dataset': dataset.name, 'n_images': int(len(X)), 'splits': _SPLITS.value,
+    out = os.path.join(_OUTPUT_DIR.value, f'figure3_{dataset_name}')
+    settings = {'dataset': dataset_name, 'n_images': int(len(X)), 'splits': _SPLITS.value,
                 'seed': data_flags.SEED.value, 'train_fraction': _TRAIN_FRACTION.value,
                 'C': _C.value,
-                'scaling': _SCALING.value, 'weights_sha256': info.checksum,
+                'scaling': _SCALING.value, 'weights_sha256': data.attrs['weights_sha256'],
                 'methods': list(_SOLVERS.value)}
     result = {**settings, 'points': {m: [] for m in _SOLVERS.value},
-              'best_baseline': paper.best_baseline(dataset.name)
-              if dataset.name in paper.TABLE1 else None}
+              'best_baseline': paper.best_baseline(dataset_name)
+              if dataset_name in paper.TABLE1 else None}
     if os.path.exists(out + '.json'):
       with open(out + '.json') as f:
         previous = json.load(f)

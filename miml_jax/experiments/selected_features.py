@@ -70,7 +70,7 @@ def main(argv):
   runtime_flags.apply()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  dataset, data, _ = data_flags.load_features()
+  dataset_name, data = data_flags.load_features()
   X, Y = data.features, data.labels.astype(np.float64)
   masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value)
   shift, scale = scaling.fit_scaling(X, masks, _SCALING.value)
@@ -79,14 +79,14 @@ def main(argv):
                                            shift=shift, scale=scale))
   counts = block_counts(np.asarray(fit.coef), data.layout)          # {block: (S, q)}
   result = {
-      'dataset': dataset.name, 'splits': _SPLITS.value, 'C': _C.value,
+      'dataset': dataset_name, 'splits': _SPLITS.value, 'C': _C.value,
       'scaling': _SCALING.value, 'labels': list(data.label_names),
       'block_sizes': dict(data.layout.blocks),
       'converged_fraction': float(np.mean(fit.converged)),
       'counts': {lab: {b: float(c[:, j].mean()) for b, c in counts.items()}
                  for j, lab in enumerate(data.label_names)},
   }
-  out = os.path.join(_OUTPUT_DIR.value, f'selected_{dataset.name}')
+  out = os.path.join(_OUTPUT_DIR.value, f'selected_{dataset_name}')
   with atomic.atomic_path(out + '.json') as tmp, open(tmp, 'w') as f:
     json.dump(result, f, indent=2)
   with atomic.atomic_path(out + '.csv') as tmp, open(tmp, 'w', newline='') as f:

@@ -69,6 +69,8 @@ def command_line() -> str:
   """This run's own flags, as a command that repeats it."""
   holders = (*data_flags.HOLDERS, _SPLITS, _TRAIN_FRACTION, _C,
              _SCALING, _SOLVERS, _JAX_TOL, _LIBLINEAR_TOL, _MAX_ITER, _N_JOBS, _OUTPUT_DIR)
+  if data_flags.FEATURES.value:   # a feature file needs no images, weights or cache
+    holders = [h for h in holders if h.name not in ('data_dir', 'weights', 'cache_dir')]
   args = [f'--{h.name}={",".join(h.value) if isinstance(h.value, list) else h.value}'
           for h in holders if h.value is not None]
   return 'python -m miml_jax.experiments.table1 ' + ' '.join(args)
@@ -79,7 +81,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.info('%s', command_line())
-  dataset, data, info = data_flags.load_features()
+  dataset_name, data = data_flags.load_features()
   with exit_on_user_error():
     X, Y = data.features, data.labels.astype(np.float64)
     masks = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
@@ -89,10 +91,11 @@ def main(argv):
                              liblinear_tol=_LIBLINEAR_TOL.value, max_iter=_MAX_ITER.value,
                              n_jobs=_N_JOBS.value)
   result = {
-      'dataset': dataset.name, 'n_images': int(len(X)), 'n_labels': int(Y.shape[1]),
+      'dataset': dataset_name, 'n_images': int(len(X)), 'n_labels': int(Y.shape[1]),
       'feature_dim': int(X.shape[1]),
-      'weights': {'file': data_flags.WEIGHTS.value, 'source': info.source,
-                  'sha256': info.checksum},
+      'weights': {'file': None if data_flags.FEATURES.value else data_flags.WEIGHTS.value,
+                  'source': data.attrs['weights_source'],
+                  'sha256': data.attrs['weights_sha256']},
       'splits': _SPLITS.value, 'train_fraction': _TRAIN_FRACTION.value,
       'seed': data_flags.SEED.value,
       'C': _C.value, 'scaling': _SCALING.value,
@@ -106,11 +109,11 @@ def main(argv):
           f'{row["objective_gap_worst"]:.1e}, median {row["objective_gap_median"]:.1e}; metrics '
           f'differ by at most {row["metric_difference_max"]:.4f}; liblinear took '
           f'{row["liblinear_seconds_over_ours"]:.2f}x our time')
-  out = os.path.join(_OUTPUT_DIR.value, f'table1_{dataset.name}')
+  out = os.path.join(_OUTPUT_DIR.value, f'table1_{dataset_name}')
   with atomic.atomic_path(out + '.json') as tmp, open(tmp, 'w') as f:
     json.dump(result, f, indent=2)
   with atomic.atomic_path(out + '.md') as tmp, open(tmp, 'w') as f:
-    f.write(f'# Table 1, {dataset.name}\n\n```\n{command_line()}\n```\n\n{table}\n'
+    f.write(f'# Table 1, {dataset_name}\n\n```\n{command_line()}\n```\n\n{table}\n'
             f'Ours against liblinear (same problems):\n\n```\n'
             f'{json.dumps(result["solver_agreement"], indent=2)}\n```\n')
   with atomic.atomic_path(out + '.npz', '.npz') as tmp, open(tmp, 'wb') as f:

@@ -12,4 +12,5 @@ from miml_jax.features.extract import quadrant_max
 from miml_jax.features.store import cached_features
 from miml_jax.features.store import FeatureFile
 from miml_jax.features.store import read_feature_file
+from miml_jax.features.store import save_feature_file
 from miml_jax.features.store import write_feature_file

@@ -1,6 +1,6 @@
 """Feature files: an HDF5 cache of a dataset's features that survives interruption.
 
-A finished file holds `features` (n, D) float32, `labels` (n, q) uint8, `image_names` (n,) and
+A finished file holds `features` (n, D) float32 (float16 in compact copies), `labels` (n, q) uint8, `image_names` (n,) and
 `label_names` (q,), with attributes naming the weights' checksum, the image size, the compute
 dtype, the block layout and a digest of every input (weights, settings, image bytes, labels).
 
@@ -177,25 +177,39 @@ def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_s
   if not np.all(np.isfinite(feats)):
     raise UserError(f'{output}: extraction produced NaN or infinite features; '
                     f'check the weights file')
+  save_feature_file(FeatureFile(feats, dataset.labels, tuple(dataset.image_names),
+                                tuple(dataset.label_names), {
+                                    'format': FORMAT,
+                                    'dataset': dataset.name,
+                                    'weights_sha256': info.checksum,
+                                    'weights_source': info.source,
+                                    'image_size': image_size,
+                                    'dtype': dtype,
+                                    'layout': json.dumps(feature_layout.blocks),
+                                    'inputs_sha256': key,
+                                }), output)
+  shutil.rmtree(parts_dir, ignore_errors=True)
+  return output
+
+
+def save_feature_file(data: FeatureFile, output, storage_dtype: str = 'float32') -> str:
+  """Writes `data` to the HDF5 file `output` atomically; returns it.
+
+  storage_dtype='float16' halves the file (for moving features to another machine); readers
+  get float32 back. Values that float16 cannot hold are refused rather than stored as inf.
+  """
+  output = os.fspath(output)
+  features = np.asarray(data.features).astype(storage_dtype)
+  if not np.all(np.isfinite(features)):
+    raise UserError(f'{output}: features exceed the range of {storage_dtype}; store them as '
+                    f'float32')
   with atomic.atomic_path(output, '.h5') as tmp:
     with h5py.File(tmp, 'w') as f:
-      f.create_dataset('features', data=feats)
-      f.create_dataset('labels', data=dataset.labels)
-      f.create_dataset('image_names', data=list(dataset.image_names),
-                       dtype=h5py.string_dtype())
-      f.create_dataset('label_names', data=list(dataset.label_names),
-                       dtype=h5py.string_dtype())
-      f.attrs.update({
-          'format': FORMAT,
-          'dataset': dataset.name,
-          'weights_sha256': info.checksum,
-          'weights_source': info.source,
-          'image_size': image_size,
-          'dtype': dtype,
-          'layout': json.dumps(feature_layout.blocks),
-          'inputs_sha256': key,
-      })
-  shutil.rmtree(parts_dir, ignore_errors=True)
+      f.create_dataset('features', data=features)
+      f.create_dataset('labels', data=np.asarray(data.labels, np.uint8))
+      f.create_dataset('image_names', data=list(data.image_names), dtype=h5py.string_dtype())
+      f.create_dataset('label_names', data=list(data.label_names), dtype=h5py.string_dtype())
+      f.attrs.update(data.attrs)
   return output
 
 

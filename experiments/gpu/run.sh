@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The accelerator benchmarks in one short run (extraction against PyTorch, the solvers against
+# liblinear on all CPU cores, Table 1 cold and warm), on a kit that travels without the datasets:
+#
+#   python -m miml_jax.benchmarks.gpu_kit --data_dir=../shared/datasets --output=gpu_kit  # here
+#   OUT=gpu_results bash experiments/gpu/run.sh                                           # there
+#
+# QUICK=1 shrinks every setting (2 splits, batch 2, 4 images) to try the script on a CPU.
+# Each step has its own time limit (together about 10 minutes, one device call), the most
+# wanted figures first, so one slow step cannot use up the machine's time; every step's output,
+# errors and duration go to $OUT (steps.txt lists them), and what is there survives a kill.
+set -u -o pipefail
+
+OUT=${OUT:-gpu_results}
+PY=${PYTHON:-python3}   # the GPU image has python3 (with jax, flax, torch, ...), not python
+export PYTHONUNBUFFERED=1
+KIT=${KIT:-gpu_kit}
+SPLITS=30 BATCHES=128,256 E2E=2000 PEAK=(--peak_tflops=800)
+if [[ -n "${QUICK:-}" ]]; then
+  SPLITS=2 BATCHES=2 E2E=4 PEAK=()
+fi
+mkdir -p "$OUT"
+for f in "$KIT/msrc_v2.h5" "$KIT/scene.h5" "$KIT/scene/labels.csv"; do
+  [[ -f $f ]] || { echo "$f missing: make the kit first (python -m miml_jax.benchmarks.gpu_kit)" >&2; exit 2; }
+done
+
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 limit=$2 start=$SECONDS rc
+  shift 2
+  echo "== $name: $*"
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>"$OUT/$name.err"
+  rc=$?
+  tail -n 20 "$OUT/$name.log"
+  echo "$name rc=$rc seconds=$((SECONDS - start))" | tee -a "$OUT/steps.txt"
+}
+
+step device 45 "$PY" -c 'import jax; print(jax.devices(), jax.__version__)'
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv >"$OUT/nvidia_smi.csv" 2>&1
+nproc >"$OUT/nproc.txt"
+
+# Compile times are reported apart: these runs do not use the persistent cache.
+step extract 180 "$PY" -m miml_jax.benchmarks.extract --dtypes=float32,bfloat16 \
+  --batch_sizes=$BATCHES --num_fc=2 "${PEAK[@]}" --data="$KIT/scene" \
+  --end_to_end_images=$E2E --output="$OUT/extract.json" --compilation_cache=
+
+solve() {  # ours against liblinear over all CPU cores (n_jobs=-1), tight tolerance on both sides
+  step "solve_$1" 120 "$PY" -m miml_jax.benchmarks.solve --features="$KIT/$1.h5" \
+    --splits=$SPLITS --penalties=l1,l2 --n_jobs=-1 --output="$OUT/solve_$1.json" \
+    --compilation_cache=
+}
+solve msrc_v2
+
+# The whole Table 1 of our two methods (files to metrics): first with an empty compilation
+# cache (cold), then again with it filled (warm).
+rm -rf "$OUT/xla_cache"
+for run in cold warm; do
+  for ds in msrc_v2 scene; do
+    step "table1_${ds}_$run" 45 "$PY" -m miml_jax.experiments.table1 --features="$KIT/$ds.h5" \
+      --splits=$SPLITS --solvers=jax_l1,jax_l2 --output_dir="$OUT/table1_$run" \
+      --compilation_cache="$OUT/xla_cache"
+  done
+done
+rm -rf "$OUT/xla_cache"   # large, and of no use on another machine
+
+solve scene
+cat "$OUT/steps.txt"

@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from miml_jax import evaluation
 from miml_jax import metrics
 from miml_jax import splits
+from miml_jax.errors import UserError
 from tests import conftest
 
 
@@ -121,3 +123,24 @@ def test_figure3_command_end_to_end_and_resumes(tmp_path):
   bad = subprocess.run(command + ['--train_sizes=1000'], capture_output=True, text=True,
                        cwd=conftest.REPO)
   assert bad.returncode == 1 and 'train_sizes' in bad.stderr and 'Traceback' not in bad.stderr
+
+
+def _table(**means):
+  methods = {'jax_l1': {m: {'mean': means.get(m, 0.5), 'std': 0.01} for m in metrics.NAMES}}
+  return {'dataset': 'scene', 'n_images': 10, 'n_labels': 2, 'splits': 3, 'train_fraction': 0.5,
+          'seed': 0, 'C': 1.0, 'scaling': 'standardize', 'methods': methods}
+
+
+def test_compare_tables_reports_differences_and_refuses_other_experiments(tmp_path):
+  from miml_jax.experiments import compare_tables
+  rows = compare_tables.compare(_table(), _table(coverage=0.504, one_error=0.499))
+  by_metric = {r['metric']: r['difference'] for r in rows}
+  assert by_metric['coverage'] == pytest.approx(0.004)
+  assert by_metric['one_error'] == pytest.approx(-0.001) and by_metric['ranking_loss'] == 0
+  assert 'OVER the tolerance 0.003' in compare_tables.markdown(rows, ['a', 'b'], 0.003)
+  assert ': within 0.005' in compare_tables.markdown(rows, ['a', 'b'], 0.005)
+  with pytest.raises(UserError, match="splits 3 vs 30"):
+    compare_tables.compare(_table(), {**_table(), 'splits': 30})
+  (tmp_path / 'bad.json').write_text('{"dataset": ')
+  with pytest.raises(UserError, match='bad.json: not JSON'):
+    compare_tables.read_table(str(tmp_path / 'bad.json'))

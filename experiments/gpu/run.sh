@@ -43,9 +43,11 @@ step extract 180 "$PY" -m miml_jax.benchmarks.extract --dtypes=float32,bfloat16 
   --batch_sizes=$BATCHES --num_fc=2 "${PEAK[@]}" --data="$KIT/scene" \
   --end_to_end_images=$E2E --output="$OUT/extract.json" --compilation_cache=
 
-solve() {  # ours against liblinear over all CPU cores (n_jobs=-1), tight tolerance on both sides
+solve() {  # ours against liblinear over all CPU cores (n_jobs=-1): at 1e-8, the reference
+          # optimum, and at 1e-4, its default (the fair time when it stops within 1e-4 of it)
   step "solve_$1" 120 "$PY" -m miml_jax.benchmarks.solve --features="$KIT/$1.h5" \
-    --splits=$SPLITS --penalties=l1,l2 --n_jobs=-1 --output="$OUT/solve_$1.json" \
+    --splits=$SPLITS --penalties=l1,l2 --n_jobs=-1 --liblinear_tols=1e-8,1e-4 \
+    --output="$OUT/solve_$1.json" \
     --compilation_cache=
 }
 solve msrc_v2

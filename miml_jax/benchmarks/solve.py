@@ -3,8 +3,11 @@
   python -m miml_jax.benchmarks.solve --features=cache/msrc_v2_lpips.h5 --splits=30 \
       --penalties=l1,l2 --scaling=standardize --n_jobs=2 --output=solve_msrc.json
 
-Ours: Newton-type solvers (or FISTA, --method=fista) in one jitted call per penalty. Both solve the same problems (liblinear's objective on the same scaled features) to a tight
-tolerance; the objective gaps show whether they reached the same optimum. Labels with one class
+Ours: Newton-type solvers (or FISTA, --method=fista) in one jitted call per penalty. Both solve
+the same problems (liblinear's objective on the same scaled features); the objective gaps, against
+liblinear at the first (tightest) of --liblinear_tols, show whether they reached the same
+optimum. With looser tolerances too (--liblinear_tols=1e-8,1e-4), `speedup_at_1e-4` compares our
+time with the fastest liblinear run that stops within 1e-4 of that optimum. Labels with one class
 in a split's training part are left out (liblinear cannot fit them).
 """
 
@@ -34,7 +37,9 @@ _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Fea
 _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
 _JAX_TOL = flags.DEFINE_float('jax_tol', 1e-6, 'JAX solver relative tolerance (any method).')
 _MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
-_LIBLINEAR_TOL = flags.DEFINE_float('liblinear_tol', 1e-8, 'liblinear tolerance.')
+_LIBLINEAR_TOLS = flags.DEFINE_list(
+    'liblinear_tols', ['1e-8'], 'liblinear tolerances to time; the first, the tightest, gives '
+    'the reference objective of every gap.')
 _N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'liblinear fits in parallel (-1: all cores).')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'float64'], 'JAX solver dtype.')
 _METHOD = flags.DEFINE_enum('method', 'auto', ['auto', 'fista', 'newton'],
@@ -74,23 +79,26 @@ def main(argv):
     start = time.perf_counter()
     ours = jax.block_until_ready(fit_logistic(Xd, Y, tol=_JAX_TOL.value,
                                               max_iter=_MAX_ITER.value, **method, **kwargs))
-    fista_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ref = fit_liblinear(X, Y, tol=_LIBLINEAR_TOL.value, max_iter=100_000, n_jobs=_N_JOBS.value,
-                        **kwargs)
-    liblinear_s = time.perf_counter() - start
-    # Both objectives recomputed in float64 from the returned weights.
+    jax_s = time.perf_counter() - start
     f_ours = evaluation.scaled_objective(X, Y, masks, shift, scale, ours.coef, ours.intercept,
                                          penalty=penalty, C=_C.value)
-    f_ref = evaluation.scaled_objective(X, Y, masks, shift, scale, ref.coef, ref.intercept,
-                                        penalty=penalty, C=_C.value)
+    liblinear = {}
+    for tol in map(float, _LIBLINEAR_TOLS.value):
+      start = time.perf_counter()
+      fit = fit_liblinear(X, Y, tol=tol, max_iter=100_000, n_jobs=_N_JOBS.value, **kwargs)
+      seconds = time.perf_counter() - start
+      # Objectives recomputed in float64 from the returned weights.
+      liblinear[tol] = seconds, evaluation.scaled_objective(
+          X, Y, masks, shift, scale, fit.coef, fit.intercept, penalty=penalty, C=_C.value)
+    tols = list(liblinear)
+    liblinear_s, f_ref = liblinear[tols[0]]
     gap = ((f_ours - f_ref) / f_ref)[valid]
     n_iter = np.asarray(ours.n_iter)[valid]
     row = {
         'method': 'fista' if _METHOD.value == 'fista' else (
             'sample-space newton' if penalty == 'l2' else 'working-set proximal newton'),
-        'jax_seconds': fista_s, 'jax_compile_seconds': compile_s,
-        'liblinear_seconds': liblinear_s, 'speedup': liblinear_s / fista_s,
+        'jax_seconds': jax_s, 'jax_compile_seconds': compile_s,
+        'liblinear_seconds': liblinear_s, 'speedup': liblinear_s / jax_s,
         'jax_iterations_max': int(n_iter.max()),
         'jax_iterations_median': float(np.median(n_iter)),
         'jax_converged_fraction': float(np.asarray(ours.converged)[valid].mean()),
@@ -98,6 +106,15 @@ def main(argv):
         'within_1e-4': float(np.mean(gap <= 1e-4)),
         'nonzero_fraction': float(np.mean(np.asarray(ours.coef) != 0)),
     }
+    # Looser liblinear runs: their time, and how far from the reference optimum they stop.
+    row['liblinear_by_tol'] = {
+        f'{tol:g}': {'seconds': t, 'gap_worst': float(((f - f_ref) / f_ref)[valid].max())}
+        for tol, (t, f) in liblinear.items()}
+    # The fair ratio: against the fastest liblinear run within 1e-4 of the reference, when ours
+    # is within 1e-4 too.
+    fair = [v['seconds'] for v in row['liblinear_by_tol'].values() if v['gap_worst'] <= 1e-4]
+    if fair and row['gap_worst'] <= 1e-4:
+      row['speedup_at_1e-4'] = min(fair) / jax_s
     result['penalties'][penalty] = row
     print(penalty, json.dumps(row))
   if _OUTPUT.value:

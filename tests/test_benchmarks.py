@@ -1,0 +1,87 @@
+"""The benchmark commands and the accelerator kit run end to end (tiny sizes; no timings checked)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+from miml_jax import datasets
+from miml_jax.features import extract
+from miml_jax.features import store
+from tests import conftest
+
+
+def run(*args, cwd=conftest.REPO):
+  result = subprocess.run([sys.executable, '-m', *args, '--compilation_cache='],
+                          capture_output=True, text=True, cwd=cwd)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def random_feature_file(path, n=60, q=3, seed=0):
+  """A feature file of random conv features (non-negative, like pooled ReLUs)."""
+  rng = np.random.default_rng(seed)
+  layout = extract.layout(0)
+  x = rng.gamma(0.5, 2.0, (n, layout.dim)).astype(np.float32)
+  w = rng.standard_normal((layout.dim, q)) * (rng.random((layout.dim, q)) < 0.01)
+  labels = ((x - x.mean(0)) @ w + rng.standard_normal((n, q)) > 0).astype(np.uint8)
+  attrs = {'format': store.FORMAT, 'dataset': 'random', 'weights_sha256': '0' * 64,
+           'weights_source': 'test', 'image_size': 224, 'dtype': 'float32',
+           'layout': json.dumps(layout.blocks), 'inputs_sha256': '1' * 64}
+  return store.save_feature_file(store.FeatureFile(
+      x, labels, tuple(f'{i}.jpg' for i in range(n)), tuple('abc'[:q]), attrs), path)
+
+
+def test_solve_benchmark_times_both_tolerances_and_reaches_the_optimum(tmp_path):
+  features = random_feature_file(tmp_path / 'random.h5')
+  out = tmp_path / 'solve.json'
+  run('miml_jax.benchmarks.solve', f'--features={features}', '--splits=2',
+      '--liblinear_tols=1e-8,1e-2', '--n_jobs=1', f'--output={out}')
+  result = json.loads(out.read_text())
+  assert result['problems'] == 6 and set(result['penalties']) == {'l1', 'l2'}
+  for row in result['penalties'].values():
+    assert set(row['liblinear_by_tol']) == {'1e-08', '0.01'}
+    assert row['liblinear_by_tol']['1e-08']['gap_worst'] == 0
+    assert row['gap_worst'] < 1e-4 and row['within_1e-4'] == 1
+    assert row['speedup_at_1e-4'] > 0
+
+
+def test_extract_benchmark_runs_compute_only_and_end_to_end(tmp_path):
+  root = conftest.tiny_dataset(tmp_path, n=3)
+  out = tmp_path / 'extract.json'
+  run('miml_jax.benchmarks.extract', '--batch_sizes=1', '--dtypes=float32', '--num_fc=0',
+      '--repeats=1', '--notorch_baseline', f'--data={root}', '--end_to_end_images=2',
+      f'--output={out}')
+  result = json.loads(out.read_text())
+  [row] = result['compute_only']
+  assert row['images_per_s'] > 0 and row['compile_s'] > 0
+  assert result['end_to_end']['images'] == 2 and result['end_to_end']['images_per_s'] > 0
+
+
+def test_gpu_kit_packs_float16_features_and_images_that_the_experiments_read(tmp_path):
+  root = conftest.tiny_dataset(tmp_path, n=4)
+  kit = tmp_path / 'kit'
+  run('miml_jax.benchmarks.gpu_kit', f'--datasets={root}', f'--image_datasets={root}',
+      f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache',
+      f'--output={kit}')
+  with h5py.File(kit / 'tiny.h5') as f:
+    assert f['features'].dtype == np.float16
+  packed = store.read_feature_file(kit / 'tiny.h5')
+  [cached] = (tmp_path / 'cache').glob('*.h5')
+  np.testing.assert_allclose(packed.features, store.read_feature_file(cached).features,
+                             rtol=2**-11)
+  assert sorted(os.listdir(kit / 'tiny' / 'images')) == sorted(os.listdir(root / 'images'))
+  copy, original = datasets.load(str(kit / 'tiny')), datasets.load(str(root))
+  assert copy.image_names == original.image_names and copy.label_names == original.label_names
+  np.testing.assert_array_equal(copy.labels, original.labels)
+  # Over the size limit: a clear error, not a traceback.
+  result = subprocess.run(
+      [sys.executable, '-m', 'miml_jax.benchmarks.gpu_kit', f'--datasets={root}',
+       '--image_datasets=', f'--weights={tmp_path}/w.safetensors',
+       f'--cache_dir={tmp_path}/cache', f'--output={kit}', '--limit_mib=0.001'],
+      capture_output=True, text=True, cwd=conftest.REPO)
+  assert result.returncode != 0 and 'over the 0.001 MiB limit' in result.stderr
+  assert 'Traceback' not in result.stderr

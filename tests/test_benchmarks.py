@@ -1,4 +1,4 @@
-"""The benchmark commands and the accelerator kit run end to end (tiny sizes; no timings checked)."""
+"""The benchmark commands and the accelerator kit run end to end (tiny sizes, no timings)."""
 
 import json
 import os

@@ -39,13 +39,13 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv >"$OUT/nvidi
 nproc >"$OUT/nproc.txt"
 
 # Compile times are reported apart: these runs do not use the persistent cache.
-step extract 180 "$PY" -m miml_jax.benchmarks.extract --dtypes=float32,bfloat16 \
+step extract 150 "$PY" -m miml_jax.benchmarks.extract --dtypes=float32,bfloat16 \
   --batch_sizes=$BATCHES --num_fc=2 "${PEAK[@]}" --data="$KIT/scene" \
   --end_to_end_images=$E2E --output="$OUT/extract.json" --compilation_cache=
 
 solve() {  # ours against liblinear over all CPU cores (n_jobs=-1): at 1e-8, the reference
           # optimum, and at 1e-4, its default (the fair time when it stops within 1e-4 of it)
-  step "solve_$1" 120 "$PY" -m miml_jax.benchmarks.solve --features="$KIT/$1.h5" \
+  step "solve_$1" 180 "$PY" -m miml_jax.benchmarks.solve --features="$KIT/$1.h5" \
     --splits=$SPLITS --penalties=l1,l2 --n_jobs=-1 --liblinear_tols=1e-8,1e-4 \
     --output="$OUT/solve_$1.json" \
     --compilation_cache=
@@ -57,7 +57,7 @@ solve msrc_v2
 rm -rf "$OUT/xla_cache"
 for run in cold warm; do
   for ds in msrc_v2 scene; do
-    step "table1_${ds}_$run" 45 "$PY" -m miml_jax.experiments.table1 --features="$KIT/$ds.h5" \
+    step "table1_${ds}_$run" 40 "$PY" -m miml_jax.experiments.table1 --features="$KIT/$ds.h5" \
       --splits=$SPLITS --solvers=jax_l1,jax_l2 --output_dir="$OUT/table1_$run" \
       --compilation_cache="$OUT/xla_cache"
   done

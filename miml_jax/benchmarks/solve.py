@@ -44,7 +44,8 @@ _N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'liblinear fits in parallel (-1: al
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'float64'], 'JAX solver dtype.')
 _METHOD = flags.DEFINE_enum('method', 'auto', ['auto', 'fista', 'newton'],
                             'JAX solver: auto is Newton (both penalties).')
-_NEWTON_BLOCK = flags.DEFINE_integer('newton_block', None, 'Coordinates per Newton step (default: the solver\'s).')
+_NEWTON_BLOCK = flags.DEFINE_integer('newton_block', None,
+                                     "Coordinates per Newton step (default: the solver's).")
 _OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures.')
 
 

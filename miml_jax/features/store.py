@@ -1,8 +1,9 @@
 """Feature files: an HDF5 cache of a dataset's features that survives interruption.
 
-A finished file holds `features` (n, D) float32 (float16 in compact copies), `labels` (n, q) uint8, `image_names` (n,) and
-`label_names` (q,), with attributes naming the weights' checksum, the image size, the compute
-dtype, the block layout and a digest of every input (weights, settings, image bytes, labels).
+A finished file holds `features` (n, D) float32 (float16 in compact copies for moving them
+elsewhere), `labels` (n, q) uint8, `image_names` (n,) and `label_names` (q,), with attributes
+naming the weights' checksum, the image size, the compute dtype, the block layout and a digest
+of every input (weights, settings, image bytes, labels).
 
 While extracting, each finished batch is written atomically to `<output>.parts/` as a small
 `.npz` file; a killed run resumes from those parts and recomputes only what is missing. The HDF5

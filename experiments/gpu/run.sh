@@ -15,9 +15,9 @@ OUT=${OUT:-gpu_results}
 PY=${PYTHON:-python3}   # the GPU image has python3 (with jax, flax, torch, ...), not python
 export PYTHONUNBUFFERED=1
 KIT=${KIT:-gpu_kit}
-SPLITS=30 BATCHES=128,256 E2E=2000 PEAK=(--peak_tflops=800)
-if [[ -n "${QUICK:-}" ]]; then
-  SPLITS=2 BATCHES=2 E2E=4 PEAK=()
+SPLITS=30 BATCHES=128,256 E2E=2000 PEAK=(--peak_tflops=800) SLOWER=1
+if [[ -n "${QUICK:-}" ]]; then   # a CPU is far slower: longer limits for far less work
+  SPLITS=2 BATCHES=2 E2E=4 PEAK=() SLOWER=5
 fi
 mkdir -p "$OUT"
 for f in "$KIT/msrc_v2.h5" "$KIT/scene.h5" "$KIT/scene/labels.csv"; do
@@ -28,7 +28,7 @@ step() {  # step NAME SECONDS COMMAND...
   local name=$1 limit=$2 start=$SECONDS rc
   shift 2
   echo "== $name: $*"
-  timeout "$limit" "$@" >"$OUT/$name.log" 2>"$OUT/$name.err"
+  timeout $((limit * SLOWER)) "$@" >"$OUT/$name.log" 2>"$OUT/$name.err"
   rc=$?
   tail -n 20 "$OUT/$name.log"
   echo "$name rc=$rc seconds=$((SECONDS - start))" | tee -a "$OUT/steps.txt"
@@ -43,10 +43,12 @@ step extract 150 "$PY" -m miml_jax.benchmarks.extract --dtypes=float32,bfloat16 
   --batch_sizes=$BATCHES --num_fc=2 "${PEAK[@]}" --data="$KIT/scene" \
   --end_to_end_images=$E2E --output="$OUT/extract.json" --compilation_cache=
 
-solve() {  # ours against liblinear over all CPU cores (n_jobs=-1): at 1e-8, the reference
-          # optimum, and at 1e-4, its default (the fair time when it stops within 1e-4 of it)
-  step "solve_$1" 180 "$PY" -m miml_jax.benchmarks.solve --features="$KIT/$1.h5" \
-    --splits=$SPLITS --penalties=l1,l2 --n_jobs=-1 --liblinear_tols=1e-8,1e-4 \
+# Ours against liblinear over all CPU cores (n_jobs=-1) at 1e-8 (the reference optimum), 1e-6
+# and 1e-4 (its default, which on CPU stopped L1 up to 5e-3 above the optimum): the fair ratio
+# is against the fastest of them within 1e-4 of the optimum.
+solve() {
+  step "solve_$1" 240 "$PY" -m miml_jax.benchmarks.solve --features="$KIT/$1.h5" \
+    --splits=$SPLITS --penalties=l1,l2 --n_jobs=-1 --liblinear_tols=1e-8,1e-6,1e-4 \
     --output="$OUT/solve_$1.json" \
     --compilation_cache=
 }

@@ -200,7 +200,8 @@ def save_feature_file(data: FeatureFile, output, storage_dtype: str = 'float32')
   get float32 back. Values that float16 cannot hold are refused rather than stored as inf.
   """
   output = os.fspath(output)
-  features = np.asarray(data.features).astype(storage_dtype)
+  with np.errstate(over='ignore'):   # overflow is checked for just below, with a clear error
+    features = np.asarray(data.features).astype(storage_dtype)
   if not np.all(np.isfinite(features)):
     raise UserError(f'{output}: features exceed the range of {storage_dtype}; store them as '
                     f'float32')

@@ -55,10 +55,11 @@ def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
   intercept = np.asarray(intercept, np.float64)
   z = coef * scale[..., None]
   if fit_intercept:
-    beta = intercept + np.einsum('sd,sdl->sl', shift, coef)
+    beta = intercept + (shift[:, None] @ coef)[:, 0]
     z = np.concatenate([z, beta[:, None]], axis=1)
   reg = np.abs(z).sum(1) if penalty == 'l1' else 0.5 * np.square(z).sum(1)
-  margins = np.einsum('nd,sdl->snl', X.astype(np.float64), coef) + intercept[:, None]
+  # matmul, not einsum: numpy's einsum does not call BLAS for these (about 7x slower).
+  margins = X.astype(np.float64) @ coef + intercept[:, None]
   loss = (np.logaddexp(0, -(2 * Y - 1)[None] * margins) * masks[..., None]).sum(1)
   return reg + C * loss
 
@@ -90,7 +91,7 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', jax_tol=
   coef = np.asarray(fit.coef, np.float64)
   intercept = np.asarray(fit.intercept, np.float64)
   test = test_indices(masks if test_masks is None else ~np.asarray(test_masks, bool))
-  decisions = np.einsum('std,sdl->stl', X[test].astype(np.float64), coef) + intercept[:, None, :]
+  decisions = X[test].astype(np.float64) @ coef + intercept[:, None, :]
   scores = metrics.evaluate(Y[test], decisions)
   objective = scaled_objective(X, Y, masks, shift, scale, coef, intercept, penalty=penalty, C=C,
                                fit_intercept=name != 'liblinear_paper')

@@ -66,8 +66,9 @@ def cross_validate(X, Y, Cs=DEFAULT_CS, *, folds=5, select='per_label', penalty=
   decisions = np.empty((len(X), len(Cs), Y.shape[1]))
   for k, mask in enumerate(masks):
     held = ~mask
-    decisions[held] = (np.einsum('nd,dgl->ngl', X[held].astype(np.float64), fit.coef[k])
-                       + fit.intercept[k])
+    coef = fit.coef[k]                                                     # (d, G, L)
+    decisions[held] = ((X[held].astype(np.float64) @ coef.reshape(len(coef), -1))
+                       .reshape(-1, *coef.shape[1:]) + fit.intercept[k])
   ysign = 2 * Y[:, None, :] - 1
   log_loss = np.logaddexp(0, -ysign * decisions).mean(axis=0)              # (G, L)
   ap = np.array([metrics.evaluate(Y, decisions[:, g])['average_precision']

@@ -17,20 +17,32 @@ KINDS = ('none', 'standardize', 'max')
 
 
 def fit_scaling(X, train_mask, kind: str):
-  """X: (n, d); train_mask: (S, n) bool. Returns shift, scale: (S, d) float64."""
+  """X: (n, d); train_mask: (S, n) bool. Returns shift, scale: (S, d) float64.
+
+  A feature whose training values agree to float32 rounding (relative spread under 1e-7) counts
+  as constant and keeps scale 1: dividing by its std would blow the rounding up to unit size.
+  """
   if kind not in KINDS:
     raise UserError(f'unknown scaling {kind!r}; choose one of {", ".join(KINDS)}')
   X = np.asarray(X, np.float64)
   mask = np.asarray(train_mask, bool)
   S, d = mask.shape[0], X.shape[1]
+  counts = mask.sum(axis=1, keepdims=True)
+  if not counts.all():
+    raise UserError(f'split {int(np.argmin(counts))} has no training rows to scale by')
   shift, scale = np.zeros((S, d)), np.ones((S, d))
-  for s in range(S):
-    Xs = X[mask[s]]
-    if kind == 'standardize':
-      shift[s] = Xs.mean(axis=0)
-      std = Xs.std(axis=0)
-      scale[s] = np.where(std > 0, std, 1.0)
-    elif kind == 'max':
-      top = np.abs(Xs).max()
+  if kind == 'standardize':
+    # Moments about the mean of all rows, as matrix products: every split in one pass, and
+    # well conditioned (a split's mean is close to the overall one).
+    centre = X.mean(axis=0)
+    Xc = X - centre
+    weights = mask / counts
+    mean = weights @ Xc
+    std = np.sqrt(np.maximum(weights @ (Xc * Xc) - mean * mean, 0.0))
+    shift = centre + mean
+    scale = np.where(std > 1e-7 * np.abs(shift), std, 1.0)
+  elif kind == 'max':
+    for s in range(S):
+      top = np.abs(X[mask[s]]).max()
       scale[s] = top if top > 0 else 1.0
   return shift, scale

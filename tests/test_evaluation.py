@@ -54,19 +54,36 @@ def test_random_splits_are_reproducible_and_nested():
 
 def test_table1_command_end_to_end(tmp_path):
   root = conftest.tiny_dataset(tmp_path)
-  result = subprocess.run(
-      [sys.executable, '-m', 'miml_jax.experiments.table1', f'--dataset={root}',
-       f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache', '--splits=3',
-       '--solvers=jax_l1,liblinear_l1', f'--output_dir={tmp_path}/out', '--n_jobs=1'],
-      capture_output=True, text=True, cwd=conftest.REPO)
+  other = shutil.copytree(root, tmp_path / 'tiny2')
+  (other / 'images' / sorted(p.name for p in (other / 'images').iterdir())[0]).unlink()
+  (other / 'labels.csv').write_text(
+      ''.join((root / 'labels.csv').read_text().splitlines(keepends=True)[:1] +
+              (root / 'labels.csv').read_text().splitlines(keepends=True)[2:]))
+  common = [sys.executable, '-m', 'miml_jax.experiments.table1',
+            f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache', '--splits=3',
+            '--solvers=jax_l1,liblinear_l1', f'--output_dir={tmp_path}/out', '--n_jobs=1']
+  # A bad name anywhere in the list stops the run before any work.
+  bad = subprocess.run(common + [f'--dataset={root},{tmp_path}/none'], capture_output=True,
+                       text=True, cwd=conftest.REPO)
+  assert bad.returncode != 0 and 'none' in bad.stderr and 'Traceback' not in bad.stderr
+  assert not (tmp_path / 'out').exists()
+  result = subprocess.run(common + [f'--dataset={root},{other}'], capture_output=True, text=True,
+                          cwd=conftest.REPO)
   assert result.returncode == 0, result.stderr
-  table = json.loads((tmp_path / 'out' / 'table1_tiny.json').read_text())
-  assert table['n_images'] == 12 and table['feature_dim'] == 5888 and table['splits'] == 3
-  assert set(table['methods']) == {'jax_l1', 'liblinear_l1'}
-  assert set(table['methods']['jax_l1']) >= set(metrics.NAMES) | {'fit_seconds'}
-  assert '| a.p. ↑ |' in (tmp_path / 'out' / 'table1_tiny.md').read_text()
+  assert 'Table 1 of 2 dataset(s) in' in result.stdout
+  for name, n in (('tiny', 12), ('tiny2', 11)):
+    table = json.loads((tmp_path / 'out' / f'table1_{name}.json').read_text())
+    assert table['n_images'] == n and table['feature_dim'] == 5888 and table['splits'] == 3
+    assert set(table['methods']) == {'jax_l1', 'liblinear_l1'}
+    assert set(table['methods']['jax_l1']) >= set(metrics.NAMES) | {'fit_seconds'}
+    assert '| a.p. ↑ |' in (tmp_path / 'out' / f'table1_{name}.md').read_text()
   with np.load(tmp_path / 'out' / 'table1_tiny.npz') as f:
     assert f['decisions_jax_l1'].shape == (3, 4, 2)
+  # The other experiments take one dataset.
+  one = subprocess.run([sys.executable, '-m', 'miml_jax.experiments.figure3',
+                        f'--dataset={root},{other}'], capture_output=True, text=True,
+                       cwd=conftest.REPO)
+  assert one.returncode != 0 and 'takes one --dataset, got 2' in one.stderr
 
 
 def test_table1_from_a_feature_file_needs_no_images_or_weights(tmp_path):

@@ -168,6 +168,24 @@ def test_degenerate_inputs_never_give_nan():
     assert np.all(np.asarray(fit.coef[:5]) == 0)
 
 
+def test_standardize_matches_scikit_learn_per_split():
+  from sklearn.preprocessing import StandardScaler
+  rng = np.random.default_rng(8)
+  X, _ = cnn_like(rng)
+  X[:, 0] = 3.7            # constant: its float64 std is rounding noise (about 4e-16), not 0
+  X[:, 1] = 0.0
+  X[:, 2] = 1e4 + rng.normal(size=len(X))   # a large mean with a small spread
+  masks = rng.random((3, len(X))) < 0.6
+  shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  for s, mask in enumerate(masks):
+    ref = StandardScaler().fit(X[mask].astype(np.float64))
+    np.testing.assert_allclose(shift[s], ref.mean_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(scale[s], ref.scale_, rtol=1e-9)
+  assert np.all(scale[:, :2] == 1.0)
+  with pytest.raises(scaling.UserError, match='split 1 has no training rows'):
+    scaling.fit_scaling(X, np.stack([masks[0], np.zeros(len(X), bool)]), 'standardize')
+
+
 @pytest.mark.parametrize('penalty', ['l1', 'l2'])
 def test_reports_non_convergence(penalty):
   X, Y = cnn_like(np.random.default_rng(6))

@@ -3,6 +3,9 @@
   python -m miml_jax.experiments.table1 --dataset=scene --data_dir=../shared/datasets \
       --weights=weights/vgg16_lpips.safetensors --output_dir=experiments/table1
 
+--dataset (or --features) may name several, comma-separated: one process (one start-up, one
+device set-up) runs them all, each to its own files.
+
 Extracts (or reuses) the dataset's features, fits every method in --solvers on every split,
 prints the table beside the paper's numbers and writes table1_<dataset>.json, .md and .npz (each
 split's test indices and decision values, so the metrics can be recomputed).
@@ -10,6 +13,7 @@ split's test indices and decision values, so the metrics can be recomputed).
 
 import json
 import os
+import time
 
 import numpy as np
 from absl import app
@@ -76,12 +80,8 @@ def command_line() -> str:
   return 'python -m miml_jax.experiments.table1 ' + ' '.join(args)
 
 
-def main(argv):
-  runtime_flags.apply()
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  logging.info('%s', command_line())
-  dataset_name, data = data_flags.load_features()
+def run_dataset(dataset_name: str, data) -> str:
+  """Table 1 of one dataset: fits, scores, prints and writes its files; returns their stem."""
   with exit_on_user_error():
     X, Y = data.features, data.labels.astype(np.float64)
     masks = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
@@ -103,7 +103,7 @@ def main(argv):
       'solver_agreement': evaluation.agreement(results, Y, masks),
   }
   table = markdown(result)
-  print(table)
+  print(f'# {dataset_name}\n{table}')
   for penalty, row in result['solver_agreement'].items():
     print(f'{penalty}: ours vs liblinear on {row["problems"]} problems: objective gap worst '
           f'{row["objective_gap_worst"]:.1e}, median {row["objective_gap_median"]:.1e}; metrics '
@@ -121,6 +121,18 @@ def main(argv):
     np.savez(f, test_indices=evaluation.test_indices(masks),
              **{f'decisions_{m}': r.decisions for m, r in results.items()})
   print(f'wrote {out}.json, .md, .npz')
+  return out
+
+
+def main(argv):
+  runtime_flags.apply()
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.info('%s', command_line())
+  start = time.perf_counter()
+  names = [run_dataset(name, data) for name, data in data_flags.each_features()]
+  # Files to metrics: reading features (or extracting them), fitting, scoring, writing.
+  print(f'Table 1 of {len(names)} dataset(s) in {time.perf_counter() - start:.1f} s')
 
 
 if __name__ == '__main__':

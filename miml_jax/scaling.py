@@ -32,14 +32,23 @@ def fit_scaling(X, train_mask, kind: str):
     raise UserError(f'split {int(np.argmin(counts))} has no training rows to scale by')
   shift, scale = np.zeros((S, d)), np.ones((S, d))
   if kind == 'standardize':
-    # Moments about the mean of all rows, as matrix products: every split in one pass, and
-    # well conditioned (a split's mean is close to the overall one).
+    # Moments about the mean of all rows, as matrix products: every split in one pass.
     centre = X.mean(axis=0)
     Xc = X - centre
     weights = mask / counts
     mean = weights @ Xc
-    std = np.sqrt(np.maximum(weights @ (Xc * Xc) - mean * mean, 0.0))
+    var = np.maximum(weights @ (Xc * Xc) - mean * mean, 0.0)
     shift = centre + mean
+    # One pass loses a variance to rounding where the split's mean lies far from the overall
+    # one, relative to its spread (a feature that is zero on a split's training rows only):
+    # those few columns get the exact two-pass moments.
+    doubtful = var <= 1e-8 * mean * mean
+    for s in np.flatnonzero(doubtful.any(axis=1)):
+      cols = np.flatnonzero(doubtful[s])
+      exact = X[np.ix_(mask[s], cols)]
+      shift[s, cols] = exact.mean(axis=0)
+      var[s, cols] = exact.var(axis=0)
+    std = np.sqrt(var)
     scale = np.where(std > 1e-7 * np.abs(shift), std, 1.0)
   elif kind == 'max':
     for s in range(S):

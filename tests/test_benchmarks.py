@@ -39,7 +39,7 @@ def test_solve_benchmark_times_both_tolerances_and_reaches_the_optimum(tmp_path)
   features = random_feature_file(tmp_path / 'random.h5')
   out = tmp_path / 'solve.json'
   run('miml_jax.benchmarks.solve', f'--features={features}', '--splits=2',
-      '--liblinear_tols=1e-8,1e-2', '--n_jobs=1', f'--output={out}')
+      '--liblinear_tols=1e-8,1e-2', '--n_jobs=1', '--l1_subproblems=cd,fista', f'--output={out}')
   result = json.loads(out.read_text())
   assert result['problems'] == 6 and set(result['penalties']) == {'l1', 'l2'}
   for row in result['penalties'].values():
@@ -47,6 +47,11 @@ def test_solve_benchmark_times_both_tolerances_and_reaches_the_optimum(tmp_path)
     assert row['liblinear_by_tol']['1e-08']['gap_worst'] == 0
     assert row['gap_worst'] < 1e-4 and row['within_1e-4'] == 1
     assert row['speedup_at_1e-4'] > 0
+  # Both inner methods of L1 Newton reach the optimum; the first gives the headline.
+  l1 = result['penalties']['l1']
+  assert set(l1['l1_subproblems']) == {'cd', 'fista'}
+  assert all(v['gap_worst'] < 1e-4 for v in l1['l1_subproblems'].values())
+  assert l1['jax_seconds'] == l1['l1_subproblems']['cd']['jax_seconds']
 
 
 def test_extract_benchmark_runs_compute_only_and_end_to_end(tmp_path):

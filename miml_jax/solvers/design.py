@@ -15,6 +15,7 @@ from miml_jax.solvers.objective import HIGHEST
 
 class Design(NamedTuple):
   X: jax.Array                 # (n, d) features minus their mean over all rows
+  XT: jax.Array                # (d, n) the same, transposed: see `columns`
   shift: jax.Array             # (S, d) each split's shift, minus the same mean
   scale: jax.Array             # (S, d)
   intercept_scaling: jax.Array
@@ -31,7 +32,8 @@ def make(X, shift, scale, intercept_scaling, fit_intercept) -> Design:
   # otherwise mostly a large common part that the intercept cancels, and in float32 the rounding
   # of that part, different for every row, stalls the solvers.
   centre = X.mean(axis=0)
-  return Design(X - centre, shift - centre, scale, intercept_scaling, fit_intercept)
+  X = X - centre
+  return Design(X, X.T, shift - centre, scale, intercept_scaling, fit_intercept)
 
 
 def margins(design: Design, z):
@@ -59,7 +61,9 @@ def columns(design: Design, rows, idx):
   """Columns idx (S, L, K) of X̃ at the rows (S, m) of each split: (S, L, K, m)."""
   d = design.X.shape[1]
   feat = jnp.minimum(idx, d - 1)
-  cols = design.X[rows[:, None, None, :], feat[..., None]]              # (S, L, K, m)
+  # From the transposed copy: each column's rows then lie in one contiguous run of memory
+  # (gathering from X itself strides by d for every row, about 4x slower on a CPU).
+  cols = design.XT[feat[..., None], rows[:, None, None, :]]             # (S, L, K, m)
   sh = jnp.take_along_axis(design.shift[:, None, :], feat, axis=-1)
   sc = jnp.take_along_axis(design.scale[:, None, :], feat, axis=-1)
   out = (cols - sh[..., None]) / sc[..., None]

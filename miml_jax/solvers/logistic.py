@@ -8,6 +8,7 @@ All solve liblinear's objective (`miml_jax.solvers.objective`).
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,12 +20,12 @@ from miml_jax.solvers import prox_newton
 from miml_jax.solvers.objective import LogisticFit
 
 METHODS = ('auto', 'fista', 'newton')
-_SWEEPS = 4
 
 
 def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_scaling=1.0,
                  tol=1e-4, max_iter=10_000, train_mask=None, shift=None, scale=None,
-                 method='auto', newton_every=None, newton_block=None) -> LogisticFit:
+                 method='auto', newton_every=None, newton_block=None,
+                 l1_subproblem=None) -> LogisticFit:
   """Fits one regularised logistic regression per label (and per train mask), all at once.
 
   Args:
@@ -52,6 +53,9 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
       safeguarded Newton step on the `newton_block` most important coordinates of each problem
       (None: every 10 iterations for L1, never for L2; 256 coordinates). L1 Newton starts from a
       working set of `newton_block` coordinates (None: 256).
+    l1_subproblem: how L1 Newton minimises its model on the working set: 'cd' (coordinate
+      descent, sequential) or 'fista' (batched products); None: 'cd' on CPUs, 'fista' on
+      accelerators.
 
   Returns:
     A `LogisticFit` (see its docstring).
@@ -60,6 +64,11 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     raise UserError(f"penalty must be 'l1' or 'l2', got {penalty!r}")
   if method not in METHODS:
     raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
+  if l1_subproblem is None:
+    l1_subproblem = 'cd' if jax.devices()[0].platform == 'cpu' else 'fista'
+  if l1_subproblem not in prox_newton.SUBPROBLEMS:
+    raise UserError(f'l1_subproblem must be one of {", ".join(prox_newton.SUBPROBLEMS)}, got '
+                    f'{l1_subproblem!r}')
   X = jnp.asarray(X)
   if not jnp.issubdtype(X.dtype, jnp.floating):
     X = X.astype(jnp.float32)
@@ -114,7 +123,7 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
                              True, False)),
           X, Yd, split_axis(mask.astype(X.dtype)), rows, valid, shift, scale, C, s0, tol, z0,
           max_iter=int(max_iter), block=block,
-          fit_intercept=fit_intercept, sweeps=_SWEEPS)
+          fit_intercept=fit_intercept, subproblem=l1_subproblem)
   else:
     fit = sharding.map_splits(
         fista.solve, mesh, (False, False, True, True, True, False, False, False),

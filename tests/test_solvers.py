@@ -252,6 +252,8 @@ def test_bad_arguments_are_named():
     fit_logistic(X, Y, penalty='l3')
   with pytest.raises(UserError, match='method must be one of'):
     fit_logistic(X, Y, method='lbfgs')
+  with pytest.raises(UserError, match='l1_subproblem must be one of cd, fista'):
+    fit_logistic(X, Y, l1_subproblem='newton')
   with pytest.raises(UserError, match='only 0 and 1'):
     fit_logistic(X, Y * 2)
   X[0, 0] = np.nan

@@ -20,9 +20,10 @@ move. Here the same idea runs for every problem (split x label) at once, in fixe
    working set the margins are cheap), keeping the best: F never increases.
 
 Only the working set can be non-zero. A problem stops, flagged `full`, when the set is what holds
-it back: more of its optimality violation lies outside the set than in it, and its support has
-nearly filled the set (7/8) for `_CROWDED` iterations in a row, or it can make no more progress
-with a support of half the set or more (few slots are left for the coordinates that would enter).
+it back: coordinates outside it violate optimality, and its support has nearly filled the set
+(7/8) for `_CROWDED` iterations in a row, or it can make no more progress with a support that
+nearly fills the set, or with half the set or more and more of the violation outside the set
+than in it (few slots are left for the coordinates that would enter).
 `solve_growing` then solves again from where it stopped with a block twice as large (at C=1 the
 solutions keep 0.3–8% of the 5,889 weights). A problem stops when the 1-norm of the minimum-norm
 subgradient is below `tol` times its value at zero (liblinear's criterion for this problem), or
@@ -224,13 +225,15 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
     z_new = jax.vmap(jax.vmap(lambda v, i, x: v.at[i].set(x)))(zt, idx, z_best)
     z = jnp.where(move[:, None, :], jnp.moveaxis(z_new, 2, 1), s.z)
     nnz = (z != 0).sum(axis=1)
-    # The set is too small for a problem only while more of its optimality violation lies
-    # outside the set than in it (a problem stuck at the limit of rounding has none outside):
-    # then a support that nearly fills the set, or that stops moving at half of it or more,
-    # leaves too few slots for the coordinates that would enter.
-    small = (K < D) & (outside > inside)
-    crowded = jnp.where(move & (nnz >= K - K // 8) & small, s.crowded + 1, 0)
-    stuck = ~done & ~move & (nnz >= K // 2) & small
+    # The set can hold a problem back only while coordinates outside it violate optimality (a
+    # problem stopped by rounding has none there): then a support that nearly fills the set
+    # leaves too few slots for them; and one that stops moving with half the set or more, and
+    # more of the violation outside the set than in it, is stopped by the set.
+    wanting = (K < D) & (outside > 0)
+    nearly_full = nnz >= K - K // 8
+    crowded = jnp.where(move & nearly_full & wanting, s.crowded + 1, 0)
+    stuck = (~done & ~move & wanting
+             & (nearly_full | ((nnz >= K // 2) & (outside > inside))))
     full = s.full | (crowded >= _CROWDED) | stuck
     # Margins recomputed from z, not accumulated, so that rounding does not drift.
     xz = splits_design.margins(design, z)

@@ -65,17 +65,23 @@ def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
 
 
 def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', jax_tol=1e-6,
-               liblinear_tol=1e-8, max_iter=20_000, n_jobs=-1, test_masks=None) -> MethodResult:
+               liblinear_tol=1e-8, max_iter=20_000, n_jobs=-1, test_masks=None,
+               scalings=None) -> MethodResult:
   """Fits `name` on every split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test part.
 
   test_masks: (S, n) the rows to score, if not all rows outside the training masks (Figure 3
   trains on subsets of a split's training part and scores the same test part).
+  scalings: a dict the methods of one `run` share, {kind: (shift, scale)} of these masks, so
+  that each kind of scaling is fitted once.
   """
   if name not in METHODS:
     raise UserError(f'unknown method {name!r}; choose from {", ".join(METHODS)}')
   penalty = 'l2' if name.endswith('l2') else 'l1'
   kind = 'none' if name == 'liblinear_paper' else scaling_kind
-  shift, scale = scaling.fit_scaling(X, masks, kind)
+  scalings = {} if scalings is None else scalings
+  if kind not in scalings:
+    scalings[kind] = scaling.fit_scaling(X, masks, kind)
+  shift, scale = scalings[kind]
   start = time.perf_counter()
   if name.startswith('jax'):
     fit = jax.block_until_ready(fit_logistic(
@@ -101,10 +107,10 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', jax_tol=
 
 def run(X, Y, masks, methods, **kwargs) -> dict:
   """{method: MethodResult} for each of `methods`; kwargs as `run_method`."""
-  out = {}
+  out, scalings = {}, {}
   for name in methods:
     logging.info('fitting %s on %d splits x %d labels', name, len(masks), Y.shape[1])
-    out[name] = run_method(name, X, Y, masks, **kwargs)
+    out[name] = run_method(name, X, Y, masks, scalings=scalings, **kwargs)
     logging.info('%s: %.1f s, %s', name, out[name].fit_seconds,
                  {k: round(float(v.mean()), 4) for k, v in out[name].metrics.items()})
   return out

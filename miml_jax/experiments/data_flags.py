@@ -23,6 +23,10 @@ HOLDERS = (DATASET, FEATURES, DATA_DIR, WEIGHTS, CACHE_DIR, SEED)
 flags.mark_flags_as_mutual_exclusive(['dataset', 'features'], required=True)
 
 
+def _names() -> list:
+  return DATASET.value or FEATURES.value or []
+
+
 def load_features():
   """(dataset name, FeatureFile) named by the flags; features extracted if not cached.
 
@@ -30,7 +34,7 @@ def load_features():
   `weights_source`). A user error (missing dataset, bad weights, damaged feature file) exits
   with one line, as every command does.
   """
-  names = DATASET.value or FEATURES.value or []
+  names = _names()
   if len(names) != 1:
     raise app.UsageError(f'this command takes one --{"dataset" if DATASET.value else "features"}'
                          f', got {len(names)}: {",".join(names)}')
@@ -39,7 +43,7 @@ def load_features():
 
 def each_features():
   """(dataset name, FeatureFile) for each dataset or feature file the flags name, in turn."""
-  names = DATASET.value or FEATURES.value or []
+  names = _names()
   if not names:
     raise app.UsageError('--dataset or --features names nothing')
   with exit_on_user_error():   # every name checked before the first long job starts

@@ -177,7 +177,8 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
   def body(s):
     g = gradient(s.xz)                                                    # (S, D, L)
     sub = _min_norm_subgradient(s.z, g)
-    kkt = jnp.abs(sub).sum(axis=1) / kkt0
+    total_violation = jnp.abs(sub).sum(axis=1)                            # (S, L)
+    kkt = total_violation / kkt0
     converged = ~s.done & (kkt <= tol)
     done = s.done | converged
 
@@ -188,7 +189,7 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
     # How much of the optimality violation lies outside the set: only that can make the set,
     # rather than rounding, what stops a problem.
     outside = violation.sum(-1) - jnp.take_along_axis(violation, idx, axis=-1).sum(-1)
-    inside = jnp.abs(sub).sum(axis=1) - outside
+    inside = total_violation - outside
     z_w = jnp.take_along_axis(zt, idx, axis=-1)
     g_w = jnp.take_along_axis(gt, idx, axis=-1)
     x_w = splits_design.columns(design, rows, idx)                        # (S, L, K, m)

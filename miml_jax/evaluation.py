@@ -19,7 +19,6 @@ from miml_jax import metrics
 from miml_jax import scaling
 from miml_jax.errors import UserError
 from miml_jax.solvers import fit_logistic
-from miml_jax.solvers.liblinear import fit_liblinear
 
 METHODS = ('jax_l1', 'jax_l2', 'liblinear_l1', 'liblinear_l2', 'liblinear_paper')
 
@@ -44,12 +43,19 @@ def test_indices(masks: np.ndarray) -> np.ndarray:
   return np.stack([np.flatnonzero(~m) for m in masks])
 
 
+def decision_values(X, coef, intercept) -> np.ndarray:
+  """(S, n, q) float64 decision values X @ coef + intercept of every row under every split's fit."""
+  # matmul, not einsum: numpy's einsum does not call BLAS for these (about 7x slower).
+  return np.asarray(X, np.float64) @ coef + intercept[:, None]
+
+
 def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
-                     fit_intercept=True):
+                     fit_intercept=True, margins=None):
   """(S, q) liblinear objective, in float64, of raw-unit weights on each split's scaled features.
 
   coef: (S, d, q), intercept: (S, q) as `fit_logistic` returns them; the penalty applies to the
   weights of the scaled problem (coef * scale) and to its intercept weight (intercept scaling 1).
+  margins: `decision_values(X, coef, intercept)`, if already at hand.
   """
   coef = np.asarray(coef, np.float64)
   intercept = np.asarray(intercept, np.float64)
@@ -58,8 +64,8 @@ def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
     beta = intercept + (shift[:, None] @ coef)[:, 0]
     z = np.concatenate([z, beta[:, None]], axis=1)
   reg = np.abs(z).sum(1) if penalty == 'l1' else 0.5 * np.square(z).sum(1)
-  # matmul, not einsum: numpy's einsum does not call BLAS for these (about 7x slower).
-  margins = X.astype(np.float64) @ coef + intercept[:, None]
+  if margins is None:
+    margins = decision_values(X, coef, intercept)
   loss = (np.logaddexp(0, -(2 * Y - 1)[None] * margins) * masks[..., None]).sum(1)
   return reg + C * loss
 
@@ -76,6 +82,10 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', jax_tol=
   """
   if name not in METHODS:
     raise UserError(f'unknown method {name!r}; choose from {", ".join(METHODS)}')
+  if name.startswith('liblinear'):
+    # Imported only when asked for: scikit-learn takes about 2 s to import, a large share of a
+    # warm Table 1 run of our solvers on an accelerator.
+    from miml_jax.solvers import liblinear   # pylint: disable=g-import-not-at-top
   penalty = 'l2' if name.endswith('l2') else 'l1'
   kind = 'none' if name == 'liblinear_paper' else scaling_kind
   scalings = {} if scalings is None else scalings
@@ -85,22 +95,25 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', jax_tol=
   start = time.perf_counter()
   if name.startswith('jax'):
     fit = jax.block_until_ready(fit_logistic(
-        X.astype(np.float32), Y, penalty=penalty, C=C, tol=jax_tol, max_iter=max_iter,
+        np.asarray(X, np.float32), Y, penalty=penalty, C=C, tol=jax_tol, max_iter=max_iter,
         train_mask=masks, shift=shift, scale=scale))
   elif name == 'liblinear_paper':
-    fit = fit_liblinear(X, Y, penalty='l1', C=C, fit_intercept=False, tol=0.01,
+    fit = liblinear.fit_liblinear(X, Y, penalty='l1', C=C, fit_intercept=False, tol=0.01,
                         train_mask=masks, n_jobs=n_jobs)
   else:
-    fit = fit_liblinear(X, Y, penalty=penalty, C=C, tol=liblinear_tol, max_iter=100_000,
+    fit = liblinear.fit_liblinear(X, Y, penalty=penalty, C=C, tol=liblinear_tol, max_iter=100_000,
                         train_mask=masks, shift=shift, scale=scale, n_jobs=n_jobs)
   seconds = time.perf_counter() - start
   coef = np.asarray(fit.coef, np.float64)
   intercept = np.asarray(fit.intercept, np.float64)
   test = test_indices(masks if test_masks is None else ~np.asarray(test_masks, bool))
-  decisions = X[test].astype(np.float64) @ coef + intercept[:, None, :]
+  # Every row's decision values at once, for the objective; the test rows' are taken from them
+  # (gathering the test rows of X for each split first copies the data S times).
+  margins = decision_values(X, coef, intercept)
+  decisions = np.take_along_axis(margins, test[..., None], axis=1)
   scores = metrics.evaluate(Y[test], decisions)
   objective = scaled_objective(X, Y, masks, shift, scale, coef, intercept, penalty=penalty, C=C,
-                               fit_intercept=name != 'liblinear_paper')
+                               fit_intercept=name != 'liblinear_paper', margins=margins)
   return MethodResult(decisions, objective, scores, seconds, float(np.mean(fit.converged)),
                       float(np.mean(coef != 0)))
 

@@ -1,6 +1,7 @@
 """The extractor: quadrant pooling, batching, compilation, real images, and feature files."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -125,7 +126,8 @@ def test_compact_copy_reads_back_as_float32_within_float16_precision(tmp_path, s
   with h5py.File(half) as f:
     assert f['features'].dtype == np.float16
   copy = store.read_feature_file(half)
-  assert copy.features.dtype == np.float32 and copy.attrs == full.attrs
+  assert copy.features.dtype == np.float32
+  assert copy.attrs == {**full.attrs, 'storage_dtype': 'float16'}
   assert copy.image_names == full.image_names and copy.label_names == full.label_names
   np.testing.assert_array_equal(copy.labels, full.labels)
   np.testing.assert_allclose(copy.features, full.features, rtol=2**-11, atol=2**-24)
@@ -135,6 +137,14 @@ def test_compact_copy_reads_back_as_float32_within_float16_precision(tmp_path, s
   with pytest.raises(UserError, match='big.h5: features exceed the range of float16'):
     store.save_feature_file(big, tmp_path / 'big.h5', 'float16')
   assert not [n for n in os.listdir(tmp_path) if n.startswith(('big.h5', '.big.h5'))]
+  # Same inputs, rounded values: a compact copy (or a float32 copy of it) put where the cache
+  # keeps the file is recomputed, not reused.
+  for rounded in (half, store.save_feature_file(copy, tmp_path / 'again.h5')):
+    shutil.copy(rounded, out)
+    store.write_feature_file(ds, small_weights, out, image_size=32, progress=False)
+    with h5py.File(out) as f:
+      assert f.attrs['storage_dtype'] == 'float32'
+    np.testing.assert_array_equal(store.read_feature_file(out).features, full.features)
 
 
 def test_feature_file_recomputed_when_inputs_change(tmp_path, small_weights):

@@ -38,14 +38,12 @@ def folder_bytes(path: str) -> int:
   return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def pack_features(name: str, output: str) -> str:
-  dataset = datasets.load(name, _DATA_DIR.value)
+def pack_features(dataset: datasets.Dataset, output: str) -> str:
   data, _ = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
   return save_feature_file(data, os.path.join(output, f'{dataset.name}.h5'), 'float16')
 
 
-def pack_images(name: str, output: str) -> str:
-  dataset = datasets.load(name, _DATA_DIR.value)
+def pack_images(dataset: datasets.Dataset, output: str) -> str:
   root = os.path.join(output, dataset.name)
   if os.path.isdir(root):   # a kit copy made earlier (the originals stay where they are)
     shutil.rmtree(root)
@@ -61,10 +59,13 @@ def main(argv):
   with exit_on_user_error():
     if os.path.abspath(output) == os.path.abspath(_DATA_DIR.value or ''):
       raise UserError(f'{output}: the kit would overwrite the datasets; choose another --output')
+    # Each dataset is loaded (its files listed and checked) once.
+    loaded = {name: datasets.load(name, _DATA_DIR.value)
+              for name in dict.fromkeys(_DATASETS.value + _IMAGE_DATASETS.value)}
     for name in _DATASETS.value:
-      print('features:', pack_features(name, output))
+      print('features:', pack_features(loaded[name], output))
     for name in _IMAGE_DATASETS.value:
-      print('images:', pack_images(name, output))
+      print('images:', pack_images(loaded[name], output))
     size = folder_bytes(output) / 2**20
     print(f'{output}: {size:.1f} MiB (limit {_LIMIT_MIB.value:g} MiB, with the source tree)')
     if size > _LIMIT_MIB.value:

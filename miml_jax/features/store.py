@@ -139,10 +139,13 @@ def write_feature_file(dataset: datasets.Dataset, weights, output: str, *,
 def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_size, dtype,
                   image_size, progress):
   if os.path.exists(output):
-    if _read_attr(output, 'inputs_sha256') == key:
+    # A compact (float16) copy has the same inputs but not the same values: it is not reused.
+    if (_read_attr(output, 'inputs_sha256') == key
+        and _read_attr(output, 'storage_dtype') in (None, 'float32')):
       logging.info('%s: up to date, reused', output)
       return output
-    logging.info('%s: made from other inputs (or unreadable); recomputing', output)
+    logging.info('%s: made from other inputs, stored in reduced precision, or unreadable; '
+                 'recomputing', output)
 
   parts_dir = output + '.parts'
   manifest = os.path.join(parts_dir, 'inputs_sha256')
@@ -197,7 +200,9 @@ def save_feature_file(data: FeatureFile, output, storage_dtype: str = 'float32')
   """Writes `data` to the HDF5 file `output` atomically; returns it.
 
   storage_dtype='float16' halves the file (for moving features to another machine); readers
-  get float32 back. Values that float16 cannot hold are refused rather than stored as inf.
+  get float32 back, and the file's `storage_dtype` attribute says what it holds (a feature cache
+  never takes such a copy for its own file). Values that float16 cannot hold are refused rather
+  than stored as inf.
   """
   output = os.fspath(output)
   with np.errstate(over='ignore'):   # overflow is checked for just below, with a clear error
@@ -212,6 +217,9 @@ def save_feature_file(data: FeatureFile, output, storage_dtype: str = 'float32')
       f.create_dataset('image_names', data=list(data.image_names), dtype=h5py.string_dtype())
       f.create_dataset('label_names', data=list(data.label_names), dtype=h5py.string_dtype())
       f.attrs.update(data.attrs)
+      # Values once rounded to float16 stay so in a float32 copy of that copy.
+      if data.attrs.get('storage_dtype', 'float32') == 'float32':
+        f.attrs['storage_dtype'] = storage_dtype
   return output
 
 

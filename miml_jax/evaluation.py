@@ -99,10 +99,11 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', jax_tol=
         train_mask=masks, shift=shift, scale=scale))
   elif name == 'liblinear_paper':
     fit = liblinear.fit_liblinear(X, Y, penalty='l1', C=C, fit_intercept=False, tol=0.01,
-                        train_mask=masks, n_jobs=n_jobs)
+                                  train_mask=masks, n_jobs=n_jobs)
   else:
-    fit = liblinear.fit_liblinear(X, Y, penalty=penalty, C=C, tol=liblinear_tol, max_iter=100_000,
-                        train_mask=masks, shift=shift, scale=scale, n_jobs=n_jobs)
+    fit = liblinear.fit_liblinear(X, Y, penalty=penalty, C=C, tol=liblinear_tol,
+                                  max_iter=100_000, train_mask=masks, shift=shift, scale=scale,
+                                  n_jobs=n_jobs)
   seconds = time.perf_counter() - start
   coef = np.asarray(fit.coef, np.float64)
   intercept = np.asarray(fit.intercept, np.float64)

@@ -36,7 +36,8 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Split seed.')
 _PENALTIES = flags.DEFINE_list('penalties', ['l1', 'l2'], 'l1 and/or l2.')
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
 _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
-_JAX_TOL = flags.DEFINE_float('jax_tol', 1e-6, 'JAX solver relative tolerance (any method).')
+_JAX_TOL = flags.DEFINE_float('jax_tol', evaluation.JAX_TOL,
+                               'JAX solver relative tolerance (any method).')
 _MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
 _LIBLINEAR_TOLS = flags.DEFINE_list(
     'liblinear_tols', ['1e-8'], 'liblinear tolerances to time; the first, the tightest, gives '

@@ -35,7 +35,7 @@ _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength (liblinear C)
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS),
                              'Feature scaling for all methods but liblinear_paper.')
 _SOLVERS = flags.DEFINE_list('solvers', list(evaluation.METHODS), 'Methods to run.')
-_JAX_TOL = flags.DEFINE_float('jax_tol', 1e-6, 'JAX solver tolerance.')
+_JAX_TOL = flags.DEFINE_float('jax_tol', evaluation.JAX_TOL, 'JAX solver tolerance.')
 _LIBLINEAR_TOL = flags.DEFINE_float('liblinear_tol', 1e-8, 'liblinear tolerance.')
 _MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
 _N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'Parallel liblinear fits.')

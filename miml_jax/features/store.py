@@ -57,12 +57,14 @@ def _inputs_digest(dataset: datasets.Dataset, weights_checksum: str, settings: d
   return digest.hexdigest()
 
 
-def _read_attr(path, key):
+def _read_attrs(path, *keys) -> tuple:
+  """The attributes `keys` of the HDF5 file `path` (None for each one missing, or all if the file
+  is unreadable)."""
   try:
     with h5py.File(path, 'r') as f:
-      return f.attrs.get(key)
+      return tuple(f.attrs.get(k) for k in keys)
   except OSError:
-    return None
+    return (None,) * len(keys)
 
 
 @contextlib.contextmanager
@@ -140,8 +142,8 @@ def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_s
                   image_size, progress):
   if os.path.exists(output):
     # A compact (float16) copy has the same inputs but not the same values: it is not reused.
-    if (_read_attr(output, 'inputs_sha256') == key
-        and _read_attr(output, 'storage_dtype') in (None, 'float32')):
+    inputs, storage = _read_attrs(output, 'inputs_sha256', 'storage_dtype')
+    if inputs == key and storage in (None, 'float32'):
       logging.info('%s: up to date, reused', output)
       return output
     logging.info('%s: made from other inputs, stored in reduced precision, or unreadable; '

@@ -91,9 +91,14 @@ def _coordinate_descent(H, diag, g, z, sweeps):
   return delta
 
 
+def _hessian_times(H, v):
+  """H v for each problem's (K, K) model Hessian H (..., K, K) and vector v (..., K)."""
+  return jnp.einsum('...kj,...j->...k', H, v, precision=HIGHEST)
+
+
 def _quadratic_model(H, g, z, delta):
   """gᵀδ + ½δᵀHδ + ||z + δ||₁ - ||z||₁, the model's change."""
-  h_delta = jnp.einsum('...kj,...j->...k', H, delta, precision=HIGHEST)
+  h_delta = _hessian_times(H, delta)
   return ((g + 0.5 * h_delta) * delta).sum(-1) + jnp.abs(z + delta).sum(-1) - jnp.abs(z).sum(-1)
 
 
@@ -101,8 +106,7 @@ def _accelerated_prox_gradient(H, ridge, g, z, steps):
   """The minimiser of `_coordinate_descent`'s model, approached by `steps` FISTA steps on u = z + δ
   (all coordinates at once), with H + ridge·I; returns δ, or 0 where the model did not decrease.
   """
-  matvec = lambda v: (jnp.einsum('...kj,...j->...k', H, v, precision=HIGHEST)
-                      + ridge[..., None] * v)
+  matvec = lambda v: _hessian_times(H, v) + ridge[..., None] * v
   # Largest eigenvalue by power iteration; 1.1x covers its approach from below.
   v = jnp.ones_like(g)
   for _ in range(_POWER_STEPS):
@@ -133,7 +137,7 @@ def _orthant_newton(H, ridge, g, z, delta):
   free = sigma != 0
   fixed = jnp.where(free, 0.0, -z)
   # On the free set F: H_FF δ_F = -(g + σ + H δ_fixed)_F.
-  rhs = -(g + sigma + jnp.einsum('...kj,...j->...k', H, fixed, precision=HIGHEST))
+  rhs = -(g + sigma + _hessian_times(H, fixed))
   both = free[..., :, None] & free[..., None, :]
   H_free = (jnp.where(both, H, 0.0) + jnp.where(free, ridge[..., None], 1.0)[..., None]
             * jnp.eye(g.shape[-1], dtype=g.dtype))

@@ -1,11 +1,16 @@
 """The paper's protocol: fit each method on every split's training part, score the test part.
 
-Methods (all at the same C, on the same scaled features unless said otherwise):
-  jax_l1, jax_l2              our batched JAX solvers (Newton-type, see `fit_logistic`), tight
-                              tolerance;
-  liblinear_l1, liblinear_l2  scikit-learn's liblinear on the same problems, tight tolerance;
+Methods, by algorithm and penalty (all at the same C, on the same scaled features unless said
+otherwise), each at its own default tolerance (`TOLS`) of the one optimality measure of
+`miml_jax.solvers.objective`:
+  newton_l1, newton_l2        our batched JAX Newton solvers (`fit_logistic(method='newton')`:
+                              L1 proximal Newton on a working set, L2 Newton in sample space);
+  fista_l1, fista_l2          our batched FISTA (`fit_logistic(method='fista')`);
+  liblinear_l1, liblinear_l2  scikit-learn's liblinear on the same problems;
   liblinear_paper             what the paper ran: LIBLINEAR's command-line defaults for L1-LR
                               (eps 0.01, no bias) on raw features.
+The names before the FISTA methods joined, jax_l1 and jax_l2, are newton_l1 and newton_l2
+(`RENAMED`).
 """
 
 import dataclasses
@@ -13,30 +18,77 @@ import time
 
 import jax
 import numpy as np
+import tqdm
 from absl import logging
 
 from miml_jax import metrics
 from miml_jax import scaling
 from miml_jax.errors import UserError
 from miml_jax.solvers import fit_logistic
+from miml_jax.solvers import LogisticFit
 
-METHODS = ('jax_l1', 'jax_l2', 'liblinear_l1', 'liblinear_l2', 'liblinear_paper')
-# Our solvers' relative tolerance in the protocol. On the 30-split Table 1 problems it leaves
-# every one within about 1e-6 of the optimum for 2% more time; 1e-6 left scene's L1 problems
-# up to 1.2e-4 above it (`experiments/solver_speed.md`).
-JAX_TOL = 1e-7
+METHODS = ('newton_l1', 'newton_l2', 'fista_l1', 'fista_l2', 'liblinear_l1', 'liblinear_l2',
+           'liblinear_paper')
+RENAMED = {'jax_l1': 'newton_l1', 'jax_l2': 'newton_l2'}
+# Each solver's tolerance in the protocol. Newton's 1e-7 leaves every 30-split Table 1 problem
+# within about 1e-6 of the optimum for 2% more time than 1e-6, which left scene's L1 problems up
+# to 1.2e-4 above it (`experiments/solver_speed.md`); FISTA stops on the same measure; liblinear
+# at 1e-8 is the reference optimum. liblinear_paper's 0.01 is part of the paper's method.
+TOLS = {'newton': 1e-7, 'fista': 1e-7, 'liblinear': 1e-8, 'liblinear_paper': 0.01}
+JAX_TOL = TOLS['newton']
+# Updates of a method's progress bar (groups of splits fitted together).
+_PROGRESS_STEPS = 5
+
+
+# XLA's compile events (tracing, lowering, compiling or fetching from the persistent cache):
+# their durations add up to a method's compile seconds.
+_COMPILE_EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
+                   '/jax/core/compile/jaxpr_to_mlir_module_duration',
+                   '/jax/core/compile/backend_compile_duration')
+_compile_seconds = [0.0]
+
+
+def _count_compile_time(event, duration, **_):
+  if event in _COMPILE_EVENTS:
+    _compile_seconds[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
+
+
+def method_name(name: str) -> str:
+  """A method's current name (old ones renamed), or `UserError` for an unknown one."""
+  if name in RENAMED:
+    logging.warning('method %s is now called %s', name, RENAMED[name])
+    return RENAMED[name]
+  if name not in METHODS:
+    raise UserError(f'unknown method {name!r}; choose from {", ".join(METHODS)}')
+  return name
+
+
+def algorithm(name: str) -> str:
+  """'newton', 'fista', 'liblinear' or 'liblinear_paper': the key of `TOLS`."""
+  return name if name == 'liblinear_paper' else name.rsplit('_', 1)[0]
 
 
 @dataclasses.dataclass
 class MethodResult:
   """decisions: (S, n_test, q) test decision values; metrics: {name: (S,)} per split;
-  objective: (S, q) the fit's objective, recomputed in float64 from its weights."""
+  objective: (S, q) the fit's objective, recomputed in float64 from its weights; n_iter,
+  converged: (S, q) as the solver reported them; fit_seconds includes compile_seconds."""
   decisions: np.ndarray
   objective: np.ndarray
   metrics: dict
   fit_seconds: float
-  converged_fraction: float
+  compile_seconds: float
+  n_iter: np.ndarray
+  converged: np.ndarray
   nonzero_fraction: float
+  tol: float
+
+  @property
+  def converged_fraction(self) -> float:
+    return float(np.mean(self.converged))
 
 
 def test_indices(masks: np.ndarray) -> np.ndarray:
@@ -74,41 +126,61 @@ def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
   return reg + C * loss
 
 
-def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', jax_tol=JAX_TOL,
-               liblinear_tol=1e-8, max_iter=20_000, n_jobs=-1, test_masks=None,
-               scalings=None) -> MethodResult:
+def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', tol=None,
+               max_iter=20_000, n_jobs=-1, test_masks=None, scalings=None,
+               progress=False) -> MethodResult:
   """Fits `name` on every split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test part.
 
+  tol: the solver's tolerance (None: its default in `TOLS`; liblinear_paper always 0.01).
   test_masks: (S, n) the rows to score, if not all rows outside the training masks (Figure 3
   trains on subsets of a split's training part and scores the same test part).
   scalings: a dict the methods of one `run` share, {kind: (shift, scale)} of these masks, so
   that each kind of scaling is fitted once.
+  progress: a progress bar on stderr, by splits, with the time left.
   """
-  if name not in METHODS:
-    raise UserError(f'unknown method {name!r}; choose from {", ".join(METHODS)}')
-  if name.startswith('liblinear'):
+  name = method_name(name)
+  kind_of = algorithm(name)
+  if kind_of.startswith('liblinear'):
     # Imported only when asked for: scikit-learn takes about 2 s to import, a large share of a
     # warm Table 1 run of our solvers on an accelerator.
     from miml_jax.solvers import liblinear   # pylint: disable=g-import-not-at-top
+  tol = TOLS[kind_of] if tol is None or kind_of == 'liblinear_paper' else tol
   penalty = 'l2' if name.endswith('l2') else 'l1'
   kind = 'none' if name == 'liblinear_paper' else scaling_kind
   scalings = {} if scalings is None else scalings
   if kind not in scalings:
     scalings[kind] = scaling.fit_scaling(X, masks, kind)
   shift, scale = scalings[kind]
-  start = time.perf_counter()
-  if name.startswith('jax'):
-    fit = jax.block_until_ready(fit_logistic(
-        np.asarray(X, np.float32), Y, penalty=penalty, C=C, tol=jax_tol, max_iter=max_iter,
-        train_mask=masks, shift=shift, scale=scale))
-  elif name == 'liblinear_paper':
-    fit = liblinear.fit_liblinear(X, Y, penalty='l1', C=C, fit_intercept=False, tol=0.01,
-                                  train_mask=masks, n_jobs=n_jobs)
-  else:
-    fit = liblinear.fit_liblinear(X, Y, penalty=penalty, C=C, tol=liblinear_tol,
-                                  max_iter=100_000, train_mask=masks, shift=shift, scale=scale,
-                                  n_jobs=n_jobs)
-  seconds = time.perf_counter() - start
+
+  def fit_splits(part):
+    if kind_of in ('newton', 'fista'):
+      return jax.block_until_ready(fit_logistic(
+          np.asarray(X, np.float32), Y, penalty=penalty, C=C, tol=tol, max_iter=max_iter,
+          train_mask=masks[part], shift=shift[part], scale=scale[part], method=kind_of))
+    if name == 'liblinear_paper':
+      return liblinear.fit_liblinear(X, Y, penalty='l1', C=C, fit_intercept=False, tol=tol,
+                                     train_mask=masks[part], n_jobs=n_jobs)
+    return liblinear.fit_liblinear(X, Y, penalty=penalty, C=C, tol=tol, max_iter=100_000,
+                                   train_mask=masks[part], shift=shift[part], scale=scale[part],
+                                   n_jobs=n_jobs)
+
+  # With a progress bar, the splits are fitted a few at a time (the bar moves and estimates
+  # the time left); each part is one batched call, so the work is the same. The last part is
+  # padded with repeats of its first split, so that every part has the same shape and the
+  # solver compiles once.
+  S = len(masks)
+  step = S if not progress else max(1, -(-S // _PROGRESS_STEPS))
+  seconds, fits = 0.0, []
+  compiled = _compile_seconds[0]
+  with tqdm.tqdm(total=S, unit='split', desc=name, disable=not progress) as bar:
+    for first in range(0, S, step):
+      size = min(step, S - first)
+      part = np.r_[first:first + size, np.full(step - size, first)]
+      start = time.perf_counter()
+      fits.append([np.asarray(a)[:size] for a in fit_splits(part)])
+      seconds += time.perf_counter() - start
+      bar.update(size)
+  fit = LogisticFit(*(np.concatenate(field) for field in zip(*fits)))
   coef = np.asarray(fit.coef, np.float64)
   intercept = np.asarray(fit.intercept, np.float64)
   test = test_indices(masks if test_masks is None else ~np.asarray(test_masks, bool))
@@ -119,14 +191,15 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', jax_tol=
   scores = metrics.evaluate(Y[test], decisions)
   objective = scaled_objective(X, Y, masks, shift, scale, coef, intercept, penalty=penalty, C=C,
                                fit_intercept=name != 'liblinear_paper', margins=margins)
-  return MethodResult(decisions, objective, scores, seconds, float(np.mean(fit.converged)),
-                      float(np.mean(coef != 0)))
+  return MethodResult(decisions, objective, scores, seconds, _compile_seconds[0] - compiled,
+                      np.asarray(fit.n_iter), np.asarray(fit.converged, bool),
+                      float(np.mean(coef != 0)), float(tol))
 
 
 def run(X, Y, masks, methods, **kwargs) -> dict:
   """{method: MethodResult} for each of `methods`; kwargs as `run_method`."""
   out, scalings = {}, {}
-  for name in methods:
+  for name in map(method_name, methods):
     logging.info('fitting %s on %d splits x %d labels', name, len(masks), Y.shape[1])
     out[name] = run_method(name, X, Y, masks, scalings=scalings, **kwargs)
     logging.info('%s: %.1f s, %s', name, out[name].fit_seconds,
@@ -134,23 +207,37 @@ def run(X, Y, masks, methods, **kwargs) -> dict:
   return out
 
 
+def _fittable(Y, masks) -> np.ndarray:
+  """(S, q) the (split, label) problems with both classes in the training part (liblinear cannot
+  fit the others)."""
+  pos = np.einsum('sn,nl->sl', masks, Y)
+  return (pos > 0) & (pos < masks.sum(1, keepdims=True))
+
+
+def objective_gaps(results: dict, Y, masks) -> dict:
+  """{method: (ours - liblinear) / liblinear over the fittable problems} for each of our methods
+  whose penalty liblinear (at its tight tolerance) also ran."""
+  valid = _fittable(Y, masks)
+  out = {}
+  for name, result in results.items():
+    ref = results.get(f'liblinear_{name.rsplit("_", 1)[1]}')
+    if algorithm(name) in ('newton', 'fista') and ref is not None:
+      out[name] = ((result.objective - ref.objective) / ref.objective)[valid]
+  return out
+
+
 def agreement(results: dict, Y, masks) -> dict:
   """Ours against liblinear on the same problems: objective gaps, metric and time ratios.
 
-  {'l1': {...}, 'l2': {...}} for each penalty where both `jax_<p>` and `liblinear_<p>` ran.
-  Gaps are (ours - liblinear) / liblinear over the (split, label) problems with both classes in
-  the training part (liblinear cannot fit the others).
+  {method: {...}} for each of our methods (newton_l1, fista_l2, ...) whose penalty liblinear
+  also ran. Gaps are (ours - liblinear) / liblinear over the (split, label) problems with both
+  classes in the training part (liblinear cannot fit the others).
   """
-  pos = np.einsum('sn,nl->sl', masks, Y)
-  valid = (pos > 0) & (pos < masks.sum(1, keepdims=True))
   out = {}
-  for penalty in ('l1', 'l2'):
-    ours, ref = results.get(f'jax_{penalty}'), results.get(f'liblinear_{penalty}')
-    if ours is None or ref is None:
-      continue
-    gap = ((ours.objective - ref.objective) / ref.objective)[valid]
-    out[penalty] = {
-        'problems': int(valid.sum()),
+  for name, gap in objective_gaps(results, Y, masks).items():
+    ours, ref = results[name], results[f'liblinear_{name.rsplit("_", 1)[1]}']
+    out[name] = {
+        'problems': int(gap.size),
         'objective_gap_worst': float(gap.max()),
         'objective_gap_median': float(np.median(gap)),
         'within_1e-4': float(np.mean(gap <= 1e-4)),
@@ -162,9 +249,14 @@ def agreement(results: dict, Y, masks) -> dict:
 
 
 def summary(result: MethodResult) -> dict:
-  """{metric: {'mean', 'std'}, 'fit_seconds', ...} of one method, JSON-ready."""
+  """{metric: {'mean', 'std'}, 'fit_seconds', 'compile_seconds', 'iterations', ...} of one
+  method, JSON-ready."""
   out = {k: {'mean': float(v.mean()), 'std': float(v.std())} for k, v in result.metrics.items()}
   out['fit_seconds'] = result.fit_seconds
+  out['compile_seconds'] = result.compile_seconds
+  out['iterations'] = {'median': float(np.median(result.n_iter)),
+                       'max': int(np.max(result.n_iter))}
   out['converged_fraction'] = result.converged_fraction
   out['nonzero_fraction'] = result.nonzero_fraction
+  out['tol'] = result.tol
   return out

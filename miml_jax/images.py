@@ -17,8 +17,21 @@ def _to_rgb(image: Image.Image) -> Image.Image:
   return image.convert('RGB')
 
 
+def from_array(image, size: int = 224) -> np.ndarray:
+  """An image given as an array — (h, w, 3) RGB or (h, w) grey, uint8 — resized as files are:
+  (size, size, 3) uint8. `UserError` for any other shape or type."""
+  image = np.asarray(image)
+  if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
+      image.ndim == 3 and image.shape[-1] != 3) or min(image.shape[:2]) < 1:
+    raise UserError(f'an image array must be uint8 of shape (h, w, 3) or (h, w), got '
+                    f'{image.dtype} {image.shape}')
+  pil = Image.fromarray(image).convert('RGB')
+  return np.asarray(pil.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
 def load_image(path, size: int = 224) -> np.ndarray:
-  """Decodes `path` to a (size, size, 3) uint8 RGB array.
+  """Decodes `path` to a (size, size, 3) uint8 RGB array (an array instead of a path is resized
+  by `from_array`).
 
   Greyscale, palette, CMYK, RGBA (alpha dropped) and 16-bit images are converted to RGB; EXIF
   orientation is applied; the image is resized with PIL's bilinear filter, as the paper's
@@ -27,6 +40,8 @@ def load_image(path, size: int = 224) -> np.ndarray:
   the decoder's DCT scaling) that keeps it at least 2 x `size`, so memory stays bounded for
   photos of any size; images of the benchmark datasets are never reduced.
   """
+  if isinstance(path, np.ndarray):
+    return from_array(path, size)
   try:
     with Image.open(path) as image:
       image.draft('RGB', (2 * size, 2 * size))

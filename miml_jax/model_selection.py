@@ -52,8 +52,10 @@ class CVResult:
 
 
 def cross_validate(X, Y, Cs=DEFAULT_CS, *, folds=5, select='per_label', penalty='l1',
-                   scaling_kind='standardize', seed=0, tol=1e-4, max_iter=5000) -> CVResult:
-  """k-fold CV over a grid of C on (X, Y) only; see the module docstring for `select`."""
+                   scaling_kind='standardize', seed=0, tol=1e-4, max_iter=5000,
+                   method='newton') -> CVResult:
+  """k-fold CV over a grid of C on (X, Y) only; see the module docstring for `select`.
+  method: the solver, 'newton' or 'fista' (`fit_logistic`)."""
   if select not in ('per_label', 'global'):
     raise UserError(f"select must be 'per_label' or 'global', got {select!r}")
   X = np.asarray(X, np.float32)
@@ -62,7 +64,7 @@ def cross_validate(X, Y, Cs=DEFAULT_CS, *, folds=5, select='per_label', penalty=
   masks = kfold_masks(len(X), folds, seed)
   shift, scale = scaling.fit_scaling(X, masks, scaling_kind)
   fit = fit_grid(X, Y, Cs, penalty=penalty, train_mask=masks, shift=shift, scale=scale, tol=tol,
-                 max_iter=max_iter)
+                 max_iter=max_iter, method=method)
   decisions = np.empty((len(X), len(Cs), Y.shape[1]))
   for k, mask in enumerate(masks):
     held = ~mask
@@ -84,7 +86,9 @@ def cross_validate(X, Y, Cs=DEFAULT_CS, *, folds=5, select='per_label', penalty=
 def tune_thresholds(Y, probabilities) -> np.ndarray:
   """(L,) per-label probability thresholds maximising F1 on (held-out) probabilities.
 
-  A label without positives keeps 0.5.
+  A label is tagged where its probability is above its threshold (`miml_jax.tagger`); each
+  threshold lies halfway between the lowest probability it keeps and the next lower one, so
+  that new images near the cut fall on either side evenly. A label without positives keeps 0.5.
   """
   Y = np.asarray(Y, bool)
   out = np.full(Y.shape[1], 0.5)
@@ -96,5 +100,7 @@ def tune_thresholds(Y, probabilities) -> np.ndarray:
     predicted = p[None, :] >= candidates[:, None]
     tp = (predicted & Y[None, :, j]).sum(1)
     f1 = 2 * tp / (predicted.sum(1) + Y[:, j].sum())
-    out[j] = candidates[int(np.argmax(f1))]
+    best = int(np.argmax(f1))
+    below = candidates[best - 1] if best > 0 else 0.0
+    out[j] = 0.5 * (below + candidates[best])
   return out

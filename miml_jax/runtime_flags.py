@@ -2,12 +2,13 @@
 
 from absl import flags
 
+from miml_jax import home
 from miml_jax import runtime
 from miml_jax.errors import exit_on_user_error
 
 COMPILATION_CACHE = flags.DEFINE_string(
-    'compilation_cache', '~/.cache/miml_jax/xla',
-    'Folder of compiled XLA programs kept between runs (empty: off).')
+    'compilation_cache', None, 'Folder of compiled XLA programs kept between runs (default: '
+    '$MIML_JAX_CACHE/xla, else ~/.cache/miml_jax/xla; empty: off).')
 DISTRIBUTED = flags.DEFINE_boolean(
     'distributed', False, 'Join a multi-host run (jax.distributed.initialize); the cluster is '
     'detected unless the three flags below are given.')
@@ -21,4 +22,5 @@ def apply() -> None:
   with exit_on_user_error():
     if DISTRIBUTED.value:
       runtime.initialize_distributed(COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value)
-    runtime.enable_compilation_cache(COMPILATION_CACHE.value)
+    runtime.enable_compilation_cache(home.cache_dir('xla') if COMPILATION_CACHE.value is None
+                                     else COMPILATION_CACHE.value)

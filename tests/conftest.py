@@ -1,6 +1,8 @@
 """Shared fixtures. Real datasets come from $MIML_JAX_DATA, else ../shared/datasets beside the repo."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def data_dir():
   return os.environ.get('MIML_JAX_DATA') or os.path.join(REPO, '..', 'shared', 'datasets')
+
+
+@pytest.fixture(scope='session', autouse=True)
+def private_cache(tmp_path_factory):
+  """The user cache (converted weights, feature files, compiled programs) of this test session,
+  for the commands the tests start too: the tests never write to the real one."""
+  from miml_jax import home
+  saved = os.environ.get(home.CACHE_ENV)
+  os.environ[home.CACHE_ENV] = str(tmp_path_factory.mktemp('cache'))
+  yield os.environ[home.CACHE_ENV]
+  if saved is None:
+    os.environ.pop(home.CACHE_ENV)
+  else:
+    os.environ[home.CACHE_ENV] = saved
 
 
 @pytest.fixture(scope='session')
@@ -70,3 +86,37 @@ def tiny_dataset(tmp_path, n=12):
   weights.save(tmp_path / 'w.safetensors', reference.random_params(rng), source='test',
                preprocessing=weights.TORCHVISION)
   return root
+
+
+def cli(module, *args, cwd=REPO, timeout=300, env=None):
+  """Runs `python -m module args...`; returns the CompletedProcess (text output captured)."""
+  return subprocess.run([sys.executable, '-m', module, *map(str, args)], capture_output=True,
+                        text=True, cwd=cwd, timeout=timeout, env=env)
+
+
+def assert_user_error(result, *fragments):
+  """Exit status 1, and one `error:` line that holds every fragment; never a traceback."""
+  assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+  assert 'Traceback' not in result.stderr, result.stderr
+  errors = [line for line in result.stderr.replace('\r', '\n').splitlines()
+            if line.startswith('error: ')]
+  assert len(errors) == 1, result.stderr
+  for fragment in fragments:
+    assert fragment in errors[0], (fragment, errors[0])
+
+
+def random_feature_file(path, n=60, q=3, seed=0, dataset='random'):
+  """A feature file of random conv features (non-negative, like pooled ReLUs)."""
+  import json
+  from miml_jax.features import extract
+  from miml_jax.features import store
+  rng = np.random.default_rng(seed)
+  layout = extract.layout(0)
+  x = rng.gamma(0.5, 2.0, (n, layout.dim)).astype(np.float32)
+  w = rng.standard_normal((layout.dim, q)) * (rng.random((layout.dim, q)) < 0.01)
+  labels = ((x - x.mean(0)) @ w + rng.standard_normal((n, q)) > 0).astype(np.uint8)
+  attrs = {'format': store.FORMAT, 'dataset': dataset, 'weights_sha256': '0' * 64,
+           'weights_source': 'test', 'image_size': 224, 'dtype': 'float32',
+           'layout': json.dumps(layout.blocks), 'inputs_sha256': '1' * 64}
+  return store.save_feature_file(store.FeatureFile(
+      x, labels, tuple(f'{i}.jpg' for i in range(n)), tuple('abc'[:q]), attrs), path)

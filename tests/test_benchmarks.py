@@ -9,7 +9,6 @@ import h5py
 import numpy as np
 
 from miml_jax import datasets
-from miml_jax.features import extract
 from miml_jax.features import store
 from tests import conftest
 
@@ -21,18 +20,7 @@ def run(*args, cwd=conftest.REPO):
   return result
 
 
-def random_feature_file(path, n=60, q=3, seed=0):
-  """A feature file of random conv features (non-negative, like pooled ReLUs)."""
-  rng = np.random.default_rng(seed)
-  layout = extract.layout(0)
-  x = rng.gamma(0.5, 2.0, (n, layout.dim)).astype(np.float32)
-  w = rng.standard_normal((layout.dim, q)) * (rng.random((layout.dim, q)) < 0.01)
-  labels = ((x - x.mean(0)) @ w + rng.standard_normal((n, q)) > 0).astype(np.uint8)
-  attrs = {'format': store.FORMAT, 'dataset': 'random', 'weights_sha256': '0' * 64,
-           'weights_source': 'test', 'image_size': 224, 'dtype': 'float32',
-           'layout': json.dumps(layout.blocks), 'inputs_sha256': '1' * 64}
-  return store.save_feature_file(store.FeatureFile(
-      x, labels, tuple(f'{i}.jpg' for i in range(n)), tuple('abc'[:q]), attrs), path)
+random_feature_file = conftest.random_feature_file
 
 
 def test_solve_benchmark_times_both_tolerances_and_reaches_the_optimum(tmp_path):

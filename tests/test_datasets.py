@@ -60,3 +60,46 @@ def test_missing_parts(tmp_path):
   (tmp_path / 'e' / 'labels.csv').write_text('image,x\n')
   with pytest.raises(UserError, match='images/'):
     datasets.load(str(tmp_path / 'e'))
+
+
+@pytest.mark.parametrize('second', ['./a.png', 'sub/../a.png', 'link.png'])
+def test_one_image_one_row(tmp_path, second):
+  root = make(tmp_path / 'd', f'image,x\na.png,1\nb.png,0\n{second},1\n')
+  os.makedirs(tmp_path / 'd' / 'images' / 'sub')
+  os.symlink('a.png', tmp_path / 'd' / 'images' / 'link.png')
+  with pytest.raises(UserError, match=r'labels.csv:4: .* line 2') as e:
+    datasets.load(root)
+  assert repr(second) in str(e.value) and "'a.png'" in str(e.value)
+
+
+def test_an_image_linked_from_outside_is_read(tmp_path):
+  elsewhere = tmp_path / 'photos'
+  elsewhere.mkdir()
+  (elsewhere / 'c.png').write_bytes(b'y')
+  root = make(tmp_path / 'd', 'image,x\na.png,1\nc.png,0\n')
+  os.symlink(elsewhere / 'c.png', tmp_path / 'd' / 'images' / 'c.png')
+  ds = datasets.load(root)
+  assert ds.image_names == ('a.png', 'c.png')
+  assert open(ds.image_paths[1], 'rb').read() == b'y'
+
+
+@pytest.mark.parametrize('on_disk,listed,hint', [
+    ('c.png ', 'c.png', "'c.png '"),                            # a trailing space on disk
+    ('caf\u00e9.png', 'cafe\u0301.png', "'caf\u00e9.png'"),      # NFC on disk, NFD listed
+    ('Photo.PNG', 'photo.png', "'Photo.PNG'"),                  # letter case
+    ('c.png/', 'c.png', 'that is a folder'),                    # a folder of that name
+])
+def test_a_missing_image_names_the_similar_ones(tmp_path, on_disk, listed, hint):
+  root = make(tmp_path / 'd', f'image,x\na.png,1\n{listed},0\n')
+  if on_disk.endswith('/'):
+    os.makedirs(tmp_path / 'd' / 'images' / on_disk)
+  else:
+    (tmp_path / 'd' / 'images' / on_disk).write_bytes(b'z')
+  with pytest.raises(UserError, match='labels.csv:3: ') as e:
+    datasets.load(root)
+  assert 'not found' in str(e.value) and hint in str(e.value)
+
+
+def test_spaces_around_a_name_are_tolerated(tmp_path):
+  root = make(tmp_path / 'd', 'image,x\n a.png ,1\nb.png,0\n')
+  assert datasets.load(root).image_names == ('a.png', 'b.png')

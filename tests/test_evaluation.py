@@ -23,22 +23,30 @@ def test_jax_and_liblinear_agree_on_every_metric():
   W = rng.standard_normal((d, q)) * (rng.random((d, q)) < 0.2)
   Y = ((X - X.mean(0)) / X.std(0) @ W + 0.5 * rng.standard_normal((n, q)) > 0).astype(float)
   masks = splits.random_splits(n, 4, seed=1)
-  out = evaluation.run(X, Y, masks, ['jax_l1', 'liblinear_l1', 'jax_l2', 'liblinear_l2',
-                                     'liblinear_paper'], n_jobs=1)
-  for a, b in (('jax_l1', 'liblinear_l1'), ('jax_l2', 'liblinear_l2')):
+  ours = ['newton_l1', 'fista_l1', 'newton_l2', 'fista_l2']
+  out = evaluation.run(X, Y, masks, ours + ['liblinear_l1', 'liblinear_l2', 'liblinear_paper'],
+                       n_jobs=1)
+  for a in ours:
+    b = 'liblinear_' + a[-2:]
     for name in metrics.NAMES:
       assert abs(out[a].metrics[name].mean() - out[b].metrics[name].mean()) <= 0.005, (a, name)
   test = evaluation.test_indices(masks)
-  assert out['jax_l1'].decisions.shape == (4, test.shape[1], q)
+  assert out['newton_l1'].decisions.shape == (4, test.shape[1], q)
   # The decisions recompute the metrics.
-  again = metrics.evaluate(Y[test], out['jax_l1'].decisions)
-  np.testing.assert_allclose(again['ranking_loss'], out['jax_l1'].metrics['ranking_loss'])
-  assert out['jax_l1'].metrics['average_precision'].mean() > 0.7
+  again = metrics.evaluate(Y[test], out['newton_l1'].decisions)
+  np.testing.assert_allclose(again['ranking_loss'], out['newton_l1'].metrics['ranking_loss'])
+  assert out['newton_l1'].metrics['average_precision'].mean() > 0.7
   # Same optimum: objectives recomputed in float64 from both solvers' weights.
   agree = evaluation.agreement(out, Y, masks)
-  for penalty in ('l1', 'l2'):
-    assert agree[penalty]['objective_gap_worst'] <= 1e-4, penalty
-    assert agree[penalty]['metric_difference_max'] <= 0.005
+  assert set(agree) == set(ours)
+  for name in ours:
+    assert agree[name]['objective_gap_worst'] <= 1e-4, name
+    assert agree[name]['metric_difference_max'] <= 0.005
+  summary = evaluation.summary(out['fista_l1'])
+  assert summary['iterations']['max'] >= summary['iterations']['median'] > 0
+  assert summary['converged_fraction'] == 1.0 and summary['tol'] == evaluation.TOLS['fista']
+  # Old names say what they became.
+  assert evaluation.method_name('jax_l1') == 'newton_l1'
   # At w = 0, b = 0 the objective is C m log 2 (m training rows) for every problem.
   shift, scale = evaluation.scaling.fit_scaling(X, masks, 'standardize')
   at_zero = evaluation.scaled_objective(X, Y, masks, shift, scale, np.zeros((4, d, q)),
@@ -71,7 +79,7 @@ def test_table1_command_end_to_end(tmp_path):
               (root / 'labels.csv').read_text().splitlines(keepends=True)[2:]))
   common = [sys.executable, '-m', 'miml_jax.experiments.table1',
             f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache', '--splits=3',
-            '--solvers=jax_l1,liblinear_l1', f'--output_dir={tmp_path}/out', '--n_jobs=1']
+            '--solvers=newton_l1,liblinear_l1', f'--output_dir={tmp_path}/out', '--n_jobs=1']
   # A bad name anywhere in the list stops the run before any work.
   bad = subprocess.run(common + [f'--dataset={root},{tmp_path}/none'], capture_output=True,
                        text=True, cwd=conftest.REPO)
@@ -84,11 +92,13 @@ def test_table1_command_end_to_end(tmp_path):
   for name, n in (('tiny', 12), ('tiny2', 11)):
     table = json.loads((tmp_path / 'out' / f'table1_{name}.json').read_text())
     assert table['n_images'] == n and table['feature_dim'] == 5888 and table['splits'] == 3
-    assert set(table['methods']) == {'jax_l1', 'liblinear_l1'}
-    assert set(table['methods']['jax_l1']) >= set(metrics.NAMES) | {'fit_seconds'}
+    assert set(table['methods']) == {'newton_l1', 'liblinear_l1'}
+    assert set(table['methods']['newton_l1']) >= set(metrics.NAMES) | {
+        'fit_seconds', 'compile_seconds', 'iterations', 'converged_fraction',
+        'objective_gap_worst'}
     assert '| a.p. ↑ |' in (tmp_path / 'out' / f'table1_{name}.md').read_text()
   with np.load(tmp_path / 'out' / 'table1_tiny.npz') as f:
-    assert f['decisions_jax_l1'].shape == (3, 4, 2)
+    assert f['decisions_newton_l1'].shape == (3, 4, 2)
   # The other experiments take one dataset.
   one = subprocess.run([sys.executable, '-m', 'miml_jax.experiments.figure3',
                         f'--dataset={root},{other}'], capture_output=True, text=True,
@@ -98,7 +108,7 @@ def test_table1_command_end_to_end(tmp_path):
 
 def test_table1_from_a_feature_file_needs_no_images_or_weights(tmp_path):
   root = conftest.tiny_dataset(tmp_path)
-  common = ['--splits=2', '--solvers=jax_l2', '--n_jobs=1']
+  common = ['--splits=2', '--solvers=newton_l2', '--n_jobs=1']
   first = subprocess.run(
       [sys.executable, '-m', 'miml_jax.experiments.table1', f'--dataset={root}',
        f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache',
@@ -117,7 +127,7 @@ def test_table1_from_a_feature_file_needs_no_images_or_weights(tmp_path):
   b = json.loads((tmp_path / 'b' / 'table1_tiny.json').read_text())
   assert b['weights']['sha256'] == a['weights']['sha256'] and b['weights']['file'] is None
   for metric in metrics.NAMES:
-    assert b['methods']['jax_l2'][metric] == a['methods']['jax_l2'][metric]
+    assert b['methods']['newton_l2'][metric] == a['methods']['newton_l2'][metric]
   assert f'--features={moved}' in (tmp_path / 'b' / 'table1_tiny.md').read_text()
   both = subprocess.run(
       [sys.executable, '-m', 'miml_jax.experiments.table1', f'--features={moved}',
@@ -129,13 +139,13 @@ def test_figure3_command_end_to_end_and_resumes(tmp_path):
   root = conftest.tiny_dataset(tmp_path, n=15)
   command = [sys.executable, '-m', 'miml_jax.experiments.figure3', f'--dataset={root}',
              f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache',
-             '--splits=2', '--solvers=jax_l1,jax_l2', f'--output_dir={tmp_path}/out']
+             '--splits=2', '--solvers=newton_l1,newton_l2', f'--output_dir={tmp_path}/out']
   result = subprocess.run(command + ['--train_sizes=4,10'], capture_output=True, text=True,
                           cwd=conftest.REPO)
   assert result.returncode == 0, result.stderr
   out = json.loads((tmp_path / 'out' / 'figure3_tiny.json').read_text())
-  assert [p['train_images'] for p in out['points']['jax_l1']] == [4, 10]
-  assert set(out['points']['jax_l2'][0]) >= set(metrics.NAMES)
+  assert [p['train_images'] for p in out['points']['newton_l1']] == [4, 10]
+  assert set(out['points']['newton_l2'][0]) >= set(metrics.NAMES)
   assert (tmp_path / 'out' / 'figure3_tiny.png').read_bytes()[:4] == b'\x89PNG'
   rows = (tmp_path / 'out' / 'figure3_tiny.csv').read_text().splitlines()
   assert rows[0] == 'method,train_images,metric,mean,std' and len(rows) == 1 + 2 * 2 * 5
@@ -145,15 +155,15 @@ def test_figure3_command_end_to_end_and_resumes(tmp_path):
   assert result.returncode == 0, result.stderr
   assert '4 training images' not in result.stdout and '7 training images' in result.stdout
   again = json.loads((tmp_path / 'out' / 'figure3_tiny.json').read_text())
-  assert [p['train_images'] for p in again['points']['jax_l2']] == [4, 7, 10]
-  assert again['points']['jax_l1'][0] == out['points']['jax_l1'][0]
+  assert [p['train_images'] for p in again['points']['newton_l2']] == [4, 7, 10]
+  assert again['points']['newton_l1'][0] == out['points']['newton_l1'][0]
   bad = subprocess.run(command + ['--train_sizes=1000'], capture_output=True, text=True,
                        cwd=conftest.REPO)
   assert bad.returncode == 1 and 'train_sizes' in bad.stderr and 'Traceback' not in bad.stderr
 
 
 def _table(**means):
-  methods = {'jax_l1': {m: {'mean': means.get(m, 0.5), 'std': 0.01} for m in metrics.NAMES}}
+  methods = {'newton_l1': {m: {'mean': means.get(m, 0.5), 'std': 0.01} for m in metrics.NAMES}}
   return {'dataset': 'scene', 'n_images': 10, 'n_labels': 2, 'splits': 3, 'train_fraction': 0.5,
           'seed': 0, 'C': 1.0, 'scaling': 'standardize', 'methods': methods}
 

@@ -24,19 +24,8 @@ from tests import conftest
 from tests import reference
 
 
-def cli(module, *args, cwd=conftest.REPO, timeout=300):
-  return subprocess.run([sys.executable, '-m', module, *map(str, args)], capture_output=True,
-                        text=True, cwd=cwd, timeout=timeout)
-
-
-def assert_user_error(result, *fragments):
-  """Exit status 1, and one `error:` line that holds every fragment; never a traceback."""
-  assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
-  assert 'Traceback' not in result.stderr, result.stderr
-  errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
-  assert len(errors) == 1, result.stderr
-  for fragment in fragments:
-    assert fragment in errors[0], (fragment, errors[0])
+cli = conftest.cli
+assert_user_error = conftest.assert_user_error
 
 
 def rgb(rng, h=20, w=30):
@@ -191,7 +180,7 @@ def test_label_without_positives_runs_through_table1(tmp_path, small_weights):
                                         for i, p in enumerate(paths)))
   result = cli('miml_jax.experiments.table1', f'--dataset={tmp_path}/d',
                f'--weights={small_weights}', f'--cache_dir={tmp_path}/c',
-               f'--output_dir={tmp_path}/o', '--splits=2', '--solvers=jax_l1,liblinear_l1',
+               f'--output_dir={tmp_path}/o', '--splits=2', '--solvers=newton_l1,liblinear_l1',
                '--n_jobs=1')
   assert result.returncode == 0, result.stderr
   assert 'nan' not in (tmp_path / 'o' / 'table1_d.json').read_text().lower()
@@ -225,7 +214,11 @@ def test_nan_in_a_feature_file_and_a_truncated_cache(tmp_path, small_weights):
     f.write(data[:len(data) // 3])
   with pytest.raises(UserError, match='f.h5: damaged or truncated feature file'):
     store.read_feature_file(out)
-  store.write_feature_file(ds, small_weights, out, image_size=32, progress=False)
+  # Unreadable, it is not known to be a feature file: replaced only when asked to (the feature
+  # cache of the experiment commands always is).
+  with pytest.raises(UserError, match='f.h5: exists and is not a file miml_jax made'):
+    store.write_feature_file(ds, small_weights, out, image_size=32, progress=False)
+  store.write_feature_file(ds, small_weights, out, image_size=32, progress=False, overwrite=True)
   np.testing.assert_array_equal(store.read_feature_file(out).features, good)
 
 

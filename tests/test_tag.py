@@ -66,7 +66,7 @@ def test_train_save_load_predict_in_new_processes(scene_subset, lpips_weights, t
   np.testing.assert_allclose(got, expected, atol=1e-4)
   for o, row in zip(out, expected):
     assert o['tags'] == [n for n, p, t in zip(tagger.label_names, row, tagger.thresholds)
-                         if p >= t]
+                         if p > t]
   table = run('predict', f'--model={model}', f'--weights={lpips_weights}', new)
   assert table.returncode == 0 and len(table.stdout.splitlines()) == len(out)
   csv_out = run('predict', f'--model={model}', f'--weights={lpips_weights}', '--format=csv',
@@ -138,15 +138,17 @@ def test_c_grid_is_one_call_and_matches_separate_fits():
 def test_tuned_thresholds_maximise_f1():
   Y = np.array([[1], [1], [0], [0], [1]])
   p = np.array([[0.9], [0.4], [0.35], [0.1], [0.6]])
-  # Cutting at 0.4 keeps the three positives and no negative: F1 = 1.
-  assert model_selection.tune_thresholds(Y, p)[0] == pytest.approx(0.4)
+  # Cutting between 0.35 and 0.4 keeps the three positives and no negative: F1 = 1.
+  cut = model_selection.tune_thresholds(Y, p)[0]
+  assert cut == pytest.approx(0.375)
+  np.testing.assert_array_equal(p > cut, Y.astype(bool))
 
 
 def test_bad_train_input_is_named(tmp_path):
   result = run('train', f'--data={tmp_path}/nope', f'--output={tmp_path}/m')
   assert result.returncode == 1 and 'not found' in result.stderr
   result = run('train', f'--data={tmp_path}', f'--output={tmp_path}/m', '--C=-1')
-  assert result.returncode == 1 and '--C must be positive' in result.stderr
+  assert result.returncode == 1 and '--C must be a finite positive number' in result.stderr
   result = run('predict', f'--model={tmp_path}/m', f'{tmp_path}/nothing.jpg')
   assert result.returncode == 1
 
@@ -183,3 +185,15 @@ def test_c_selection_command(tmp_path):
   assert len(out['per_split']) == 2
   assert all(set(s['best_C']) <= {0.1, 1.0, 10.0} for s in out['per_split'])
   assert '| average_precision |' in (tmp_path / 'o' / 'c_selection_tiny_l2.md').read_text()
+
+
+def test_a_label_without_signal_tags_nothing():
+  """All-zero weights and intercept give p = 0.5 for every image: at the threshold, not above
+  it, so the label tags no image (the rule of `miml_jax.tagger`)."""
+  q, D = 2, 6
+  coef = np.zeros((D, q))
+  coef[:, 1] = 1.0
+  tagger = Tagger(('none', 'some'), coef, np.zeros(q), np.ones(q), np.full(q, 0.5), 'f' * 64)
+  X = np.abs(np.random.default_rng(0).standard_normal((5, D)))
+  np.testing.assert_array_equal(tagger.predict_proba(X)[:, 0], 0.5)
+  np.testing.assert_array_equal(tagger.predict(X), np.c_[np.zeros(5), np.ones(5)])

@@ -16,7 +16,7 @@ for ds in "$@"; do
   for dtype in float32 bfloat16; do
     features=$fp32; [[ $dtype == bfloat16 ]] && features=$bf16
     python -m miml_jax.experiments.table1 --features="$features" --splits=30 \
-      --solvers=jax_l1,jax_l2 --output_dir="$HERE/$dtype"
+      --solvers=newton_l1,newton_l2 --output_dir="$HERE/$dtype"
   done
   python -m miml_jax.experiments.compare_tables --names=fp32,bf16 --tolerance=0.003 \
     --baseline="$HERE/float32/table1_$ds.json" --other="$HERE/bfloat16/table1_$ds.json" \

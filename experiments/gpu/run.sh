@@ -60,7 +60,7 @@ solve msrc_v2 fista,cd
 rm -rf "$OUT/xla_cache"
 for run in cold warm; do
   step "table1_$run" 60 "$PY" -m miml_jax.experiments.table1 \
-    --features="$KIT/msrc_v2.h5,$KIT/scene.h5" --splits=$SPLITS --solvers=jax_l1,jax_l2 \
+    --features="$KIT/msrc_v2.h5,$KIT/scene.h5" --splits=$SPLITS --solvers=newton_l1,newton_l2 \
     --output_dir="$OUT/table1_$run" --compilation_cache="$OUT/xla_cache"
 done
 rm -rf "$OUT/xla_cache"   # large, and of no use on another machine

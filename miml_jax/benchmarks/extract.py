@@ -15,14 +15,15 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app
 from absl import flags
 
 from miml_jax import atomic
+from miml_jax import cli
 from miml_jax import datasets
+from miml_jax import outputs
 from miml_jax import runtime_flags
 from miml_jax import weights as weights_lib
-from miml_jax.errors import exit_on_user_error
+from miml_jax.errors import UserError
 from miml_jax.features import extract
 
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['16'], 'Batch sizes to time.')
@@ -37,6 +38,9 @@ _E2E = flags.DEFINE_integer('end_to_end_images', 64, 'Images for the end-to-end 
 _PEAK = flags.DEFINE_float('peak_tflops', None, 'Arithmetic peak of the device, for the '
                            'fraction-of-limit column (e.g. 800 for bf16 on an H200).')
 _OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures.')
+_OVERWRITE = cli.define_overwrite()
+
+FORMAT = 'miml_jax.benchmarks.extract/1'
 
 
 def vgg16_gflops(image_size=224, num_fc=2):
@@ -138,14 +142,24 @@ def end_to_end(params, info, batch_size):
 
 
 def main(argv):
+  cli.no_arguments(argv)
+  cli.choices(_DTYPES, tuple(extract.DTYPES))
+  for batch_size in _BATCH_SIZES.value:
+    if not batch_size.isdigit():
+      raise UserError(f'--batch_sizes must hold whole numbers, got {batch_size!r}')
+    extract.check_sizes(int(batch_size), 224)
+  cli.at_least(_REPEATS, 1)
+  cli.at_least(_E2E, 1)
+  if _PEAK.value is not None:
+    cli.positive(_PEAK)
+  if _OUTPUT.value:
+    outputs.check_file(_OUTPUT.value, outputs.Inputs([_WEIGHTS.value] if _WEIGHTS.value else []),
+                       kind=FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
   runtime_flags.apply()
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  with exit_on_user_error():
-    if _WEIGHTS.value:
-      params, info = weights_lib.load(_WEIGHTS.value)
-    else:
-      params, info = random_weights(int(_NUM_FC.value))
+  if _WEIGHTS.value:
+    params, info = weights_lib.load(_WEIGHTS.value)
+  else:
+    params, info = random_weights(int(_NUM_FC.value))
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
     have_torch = _TORCH.value
@@ -168,13 +182,12 @@ def main(argv):
         row['fraction_of_limit'] = row['tflops'] / _PEAK.value
       rows.append(row)
       print(json.dumps(row))
-  result = {'device': device.device_kind, 'backend': jax.default_backend(),
+  result = {'format': FORMAT, 'device': device.device_kind, 'backend': jax.default_backend(),
             'gflop_per_image': gflops, 'num_fc': info.num_fc, 'compute_only': rows}
   if _DATA.value:
-    with exit_on_user_error():
-      bs = int(_BATCH_SIZES.value[-1])
-      result['end_to_end'] = {'dataset': _DATA.value, 'images': _E2E.value, 'batch_size': bs,
-                              'images_per_s': end_to_end(params, info, bs)}
+    bs = int(_BATCH_SIZES.value[-1])
+    result['end_to_end'] = {'dataset': _DATA.value, 'images': _E2E.value, 'batch_size': bs,
+                            'images_per_s': end_to_end(params, info, bs)}
     print(json.dumps(result['end_to_end']))
   print('\n| dtype | batch | ours img/s | compile s | torch img/s | ratio | TFLOP/s |')
   print('|---|---|---|---|---|---|---|')
@@ -183,9 +196,8 @@ def main(argv):
           f"| {r.get('torch_images_per_s', float('nan')):.2f} "
           f"| {r.get('ratio_to_torch', float('nan')):.2f} | {r['tflops']:.3f} |")
   if _OUTPUT.value:
-    with atomic.atomic_path(_OUTPUT.value) as tmp, open(tmp, 'w') as f:
-      json.dump(result, f, indent=2)
+    atomic.write_json(_OUTPUT.value, result)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -12,24 +12,25 @@ random weights, the speed does not depend on them). `experiments/gpu/run.sh` run
 import os
 import shutil
 
-from absl import app
 from absl import flags
 
+from miml_jax import cli
 from miml_jax import datasets
+from miml_jax import input_flags
+from miml_jax import outputs
 from miml_jax import runtime_flags
 from miml_jax.datasets import official
-from miml_jax.errors import exit_on_user_error
 from miml_jax.errors import UserError
 from miml_jax.features import cached_features
 from miml_jax.features import save_feature_file
+from miml_jax.features import store
+from miml_jax.weights import hub
 
 _DATASETS = flags.DEFINE_list('datasets', ['msrc_v2', 'scene'], 'Datasets whose features go.')
 _IMAGE_DATASETS = flags.DEFINE_list('image_datasets', ['scene'],
                                     'Datasets whose image files go too.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name '
-                                '(default: $MIML_JAX_DATA).')
-_WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'Weights file.')
-_CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'Where feature files are kept.')
+_DATA_DIR, _WEIGHTS, _CACHE_DIR = input_flags.DATA_DIR, input_flags.WEIGHTS, input_flags.CACHE_DIR
+flags.adopt_module_key_flags(input_flags)
 _OUTPUT = flags.DEFINE_string('output', 'gpu_kit', 'The kit folder.')
 _LIMIT_MIB = flags.DEFINE_float('limit_mib', 64, 'Size the kit must stay under.')
 
@@ -39,39 +40,57 @@ def folder_bytes(path: str) -> int:
 
 
 def pack_features(dataset: datasets.Dataset, output: str) -> str:
-  data, _ = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
+  data = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
   return save_feature_file(data, os.path.join(output, f'{dataset.name}.h5'), 'float16')
+
+
+# Marks a dataset copy made by this command: only such a folder is ever replaced.
+KIT_MARKER = '.miml_jax_kit_copy'
 
 
 def pack_images(dataset: datasets.Dataset, output: str) -> str:
   root = os.path.join(output, dataset.name)
-  if os.path.isdir(root):   # a kit copy made earlier (the originals stay where they are)
+  if os.path.isdir(root):   # a kit copy made earlier (checked by check_output)
     shutil.rmtree(root)
   return official.write_plain(root, list(zip(dataset.image_paths, dataset.image_names)),
-                              dataset.label_names, dataset.labels)
+                              dataset.label_names, dataset.labels, marker=KIT_MARKER)
+
+
+def check_output(output: str, loaded: dict) -> None:
+  """The kit folder must hold none of the datasets, weights or feature cache it is made from:
+  its feature files and image copies replace what is there."""
+  outputs.check_folder(output)
+  inputs = outputs.Inputs([hub.path_of(_WEIGHTS.value)])
+  for dataset in loaded.values():
+    inputs.update(store.dataset_inputs(dataset))
+    inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value))
+    copy = os.path.join(output, dataset.name)
+    if os.path.lexists(copy) and not os.path.isfile(os.path.join(copy, KIT_MARKER)):
+      raise UserError(f'{copy}: exists and is not a dataset copy made by this command; the kit '
+                      f'would replace it, choose another --output')
+  for name in _DATASETS.value:
+    outputs.check_file(os.path.join(output, f'{name}.h5'), inputs, kind=store.KIND)
 
 
 def main(argv):
-  runtime_flags.apply()
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.no_arguments(argv)
+  cli.positive(_LIMIT_MIB)
   output = _OUTPUT.value
-  with exit_on_user_error():
-    if os.path.abspath(output) == os.path.abspath(_DATA_DIR.value or ''):
-      raise UserError(f'{output}: the kit would overwrite the datasets; choose another --output')
-    # Each dataset is loaded (its files listed and checked) once.
-    loaded = {name: datasets.load(name, _DATA_DIR.value)
-              for name in dict.fromkeys(_DATASETS.value + _IMAGE_DATASETS.value)}
-    for name in _DATASETS.value:
-      print('features:', pack_features(loaded[name], output))
-    for name in _IMAGE_DATASETS.value:
-      print('images:', pack_images(loaded[name], output))
-    size = folder_bytes(output) / 2**20
-    print(f'{output}: {size:.1f} MiB (limit {_LIMIT_MIB.value:g} MiB, with the source tree)')
-    if size > _LIMIT_MIB.value:
-      raise UserError(f'{output}: {size:.1f} MiB is over the {_LIMIT_MIB.value:g} MiB limit; '
-                      f'pass fewer --image_datasets')
+  # Each dataset is loaded (its files listed and checked) once.
+  loaded = {name: datasets.load(name, _DATA_DIR.value)
+            for name in dict.fromkeys(_DATASETS.value + _IMAGE_DATASETS.value)}
+  check_output(output, loaded)
+  runtime_flags.apply()
+  for name in _DATASETS.value:
+    print('features:', pack_features(loaded[name], output))
+  for name in _IMAGE_DATASETS.value:
+    print('images:', pack_images(loaded[name], output))
+  size = folder_bytes(output) / 2**20
+  print(f'{output}: {size:.1f} MiB (limit {_LIMIT_MIB.value:g} MiB, with the source tree)')
+  if size > _LIMIT_MIB.value:
+    raise UserError(f'{output}: {size:.1f} MiB is over the {_LIMIT_MIB.value:g} MiB limit; '
+                    f'pass fewer --image_datasets')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -3,7 +3,7 @@
   python -m miml_jax.benchmarks.solve --features=cache/msrc_v2_lpips.h5 --splits=30 \
       --penalties=l1,l2 --scaling=standardize --n_jobs=2 --output=solve_msrc.json
 
-Ours: Newton-type solvers (or FISTA, --method=fista) in one jitted call per penalty; for L1
+Ours: Newton-type solvers (or FISTA, --solver=fista) in one jitted call per penalty; for L1
 Newton, each inner method in --l1_subproblems (`l1_subproblems` in the output). Both solve
 the same problems (liblinear's objective on the same scaled features); the objective gaps, against
 liblinear at the first (tightest) of --liblinear_tols, show whether they reached the same
@@ -17,15 +17,15 @@ import time
 
 import jax
 import numpy as np
-from absl import app
 from absl import flags
 
 from miml_jax import atomic
+from miml_jax import cli
 from miml_jax import evaluation
+from miml_jax import outputs
 from miml_jax import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
-from miml_jax.errors import exit_on_user_error
 from miml_jax.features import read_feature_file
 from miml_jax.solvers import fit_logistic
 from miml_jax.solvers.liblinear import fit_liblinear
@@ -36,7 +36,7 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Split seed.')
 _PENALTIES = flags.DEFINE_list('penalties', ['l1', 'l2'], 'l1 and/or l2.')
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
 _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
-_JAX_TOL = flags.DEFINE_float('jax_tol', evaluation.JAX_TOL,
+_JAX_TOL = flags.DEFINE_float('tol', evaluation.JAX_TOL,
                                'JAX solver relative tolerance (any method).')
 _MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
 _LIBLINEAR_TOLS = flags.DEFINE_list(
@@ -44,24 +44,36 @@ _LIBLINEAR_TOLS = flags.DEFINE_list(
     'the reference objective of every gap.')
 _N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'liblinear fits in parallel (-1: all cores).')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'float64'], 'JAX solver dtype.')
-_METHOD = flags.DEFINE_enum('method', 'auto', ['auto', 'fista', 'newton'],
-                            'JAX solver: auto is Newton (both penalties).')
+_SOLVER = flags.DEFINE_enum('solver', 'newton', ['newton', 'fista'],
+                            'Our solver (the algorithm of table1\'s newton_* or fista_* methods).')
 _NEWTON_BLOCK = flags.DEFINE_integer('newton_block', None,
                                      "Coordinates per Newton step (default: the solver's).")
 _L1_SUBPROBLEMS = flags.DEFINE_list(
     'l1_subproblems', ['auto'], "L1 Newton's inner method(s) to time: auto (the solver's "
     'choice for the device), cd, fista; the first gives the headline figures.')
 _OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures.')
+_OVERWRITE = cli.define_overwrite()
+
+FORMAT = 'miml_jax.benchmarks.solve/1'
 
 
 def main(argv):
+  cli.no_arguments(argv)
+  cli.at_least(_SPLITS, 1)
+  cli.positive(_C)
+  cli.positive(_JAX_TOL)
+  cli.at_least(_MAX_ITER, 1)
+  cli.processes(_N_JOBS)
+  cli.positive_numbers(_LIBLINEAR_TOLS)
+  cli.choices(_PENALTIES, ('l1', 'l2'))
+  cli.choices(_L1_SUBPROBLEMS, ('auto', 'cd', 'fista'))
+  if _OUTPUT.value:
+    outputs.check_file(_OUTPUT.value, outputs.Inputs([_FEATURES.value]),
+                       kind=FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
   runtime_flags.apply()
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if _DTYPE.value == 'float64':
     jax.config.update('jax_enable_x64', True)
-  with exit_on_user_error():
-    data = read_feature_file(_FEATURES.value)
+  data = read_feature_file(_FEATURES.value)
   X, Y = data.features, data.labels.astype(np.float64)
   masks = splits.random_splits(len(X), _SPLITS.value, seed=_SEED.value)
   shift, scale = scaling.fit_scaling(X, masks, _SCALING.value)
@@ -71,7 +83,7 @@ def main(argv):
   print(f'{_FEATURES.value}: {X.shape[0]} images x {X.shape[1]} features, {Y.shape[1]} labels; '
         f'{_SPLITS.value} splits; {valid.sum()} of {valid.size} problems have both classes; '
         f'scaling={_SCALING.value} C={_C.value}; jax on {jax.devices()[0].device_kind}')
-  result = {'features': _FEATURES.value, 'splits': _SPLITS.value, 'scaling': _SCALING.value,
+  result = {'format': FORMAT, 'features': _FEATURES.value, 'splits': _SPLITS.value, 'scaling': _SCALING.value,
             'C': _C.value, 'dtype': _DTYPE.value, 'device': jax.devices()[0].device_kind,
             'problems': int(valid.sum()), 'penalties': {}}
   Xd = X.astype(_DTYPE.value)
@@ -88,10 +100,10 @@ def main(argv):
     liblinear_s, f_ref = next(iter(liblinear.values()))   # the first, tightest tolerance
     gap_to_ref = lambda f: ((f - f_ref) / f_ref)[valid]
     variants = {}
-    l1_newton = penalty == 'l1' and _METHOD.value != 'fista'
+    l1_newton = penalty == 'l1' and _SOLVER.value != 'fista'
     subproblems = _L1_SUBPROBLEMS.value if l1_newton else ['auto']
     for sub in subproblems:
-      method = dict(method=_METHOD.value, newton_block=_NEWTON_BLOCK.value,
+      method = dict(method=_SOLVER.value, newton_block=_NEWTON_BLOCK.value,
                     l1_subproblem=None if sub == 'auto' else sub)
       start = time.perf_counter()
       jax.block_until_ready(fit_logistic(Xd, Y, tol=_JAX_TOL.value, max_iter=2, **method,
@@ -114,7 +126,7 @@ def main(argv):
           'nonzero_fraction': float(np.mean(np.asarray(ours.coef) != 0)),
       }
     row = {
-        'method': 'fista' if _METHOD.value == 'fista' else (
+        'solver': 'fista' if _SOLVER.value == 'fista' else (
             'sample-space newton' if penalty == 'l2' else 'working-set proximal newton'),
         **next(iter(variants.values())),
         'liblinear_seconds': liblinear_s,
@@ -134,9 +146,8 @@ def main(argv):
     result['penalties'][penalty] = row
     print(penalty, json.dumps(row))
   if _OUTPUT.value:
-    with atomic.atomic_path(_OUTPUT.value) as tmp, open(tmp, 'w') as f:
-      json.dump(result, f, indent=2)
+    atomic.write_json(_OUTPUT.value, result)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -4,19 +4,21 @@
       images/        one image file per bag (jpg, png, bmp, ...)
       labels.csv     header: image,<label 1>,<label 2>,...; one row per image, 0/1 per label
 
-A dataset is found by path, or by name under a data folder: the `data_dir` argument, else the
-environment variable `MIML_JAX_DATA` (the one variable the library reads).
+A dataset is found by path, or by name in the data folders of `miml_jax.home`: the `data_dir`
+argument, `$MIML_JAX_DATA`, `~/miml_jax_data`, in that order.
 """
 
 import csv
 import dataclasses
 import os
+import unicodedata
 
 import numpy as np
 
+from miml_jax import home
 from miml_jax.errors import UserError
 
-DATA_ENV = 'MIML_JAX_DATA'
+DATA_ENV = home.DATA_ENV
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,16 +46,21 @@ class Dataset:
 
 
 def find(name_or_path: str, data_dir: str | None = None) -> str:
-  """The folder of a dataset given by path or by name under `data_dir` / `$MIML_JAX_DATA`."""
+  """The folder of a dataset given by path, or by name in the data folders (module docstring)."""
   if os.path.isdir(name_or_path):
     return name_or_path
-  base = data_dir or os.environ.get(DATA_ENV)
-  if base and os.path.isdir(os.path.join(base, name_or_path)):
-    return os.path.join(base, name_or_path)
-  where = f'{base!r}' if base else f'nowhere: pass --data_dir or set ${DATA_ENV}'
-  raise UserError(f'dataset {name_or_path!r} not found (looked for a folder of that path, and '
-                  f'under the data folder {where}); a dataset is a folder with images/ and '
-                  f'labels.csv')
+  looked = [os.path.abspath(name_or_path)]
+  if not os.path.isabs(name_or_path):
+    for base in home.data_dirs(data_dir):
+      candidate = os.path.join(base, name_or_path)
+      if os.path.isdir(candidate):
+        return candidate
+      looked.append(candidate)
+  from miml_jax.datasets import fetch   # pylint: disable=g-import-not-at-top
+  hint = (f'; get it with `python -m miml_jax.datasets fetch {name_or_path}`'
+          if name_or_path in fetch.SOURCES else
+          '; a dataset is a folder with images/ and labels.csv')
+  raise UserError(f'dataset {name_or_path!r} not found (looked in {", ".join(looked)}){hint}')
 
 
 def _parse_label(value: str, csv_path: str, line: int, column: str) -> int:
@@ -91,22 +98,57 @@ def load(name_or_path: str, data_dir: str | None = None) -> Dataset:
     raise UserError(f'{csv_path}:1: label names must be non-empty and distinct')
   if not body:
     raise UserError(f'{csv_path}: no images listed; the dataset is empty')
-  names, labels, seen = [], [], {}
-  images_real = os.path.realpath(images_dir)
+  names, labels, seen, seen_files = [], [], {}, {}
   for line, row in body:
     if len(row) != len(header):
       raise UserError(f'{csv_path}:{line}: {len(row)} columns, expected {len(header)}')
-    name = row[0].strip()
-    if name in seen:
-      raise UserError(f'{csv_path}:{line}: image {name!r} listed twice (first on line '
-                      f'{seen[name]})')
-    seen[name] = line
-    path = os.path.realpath(os.path.join(images_dir, name))
-    if os.path.commonpath([path, images_real]) != images_real or not name:
-      raise UserError(f'{csv_path}:{line}: image path {name!r} leaves the images/ folder')
-    if not os.path.isfile(path):
-      raise UserError(f'{csv_path}:{line}: image {name!r} not found in {images_dir}')
+    name = _image_name(row[0], images_dir, csv_path, line)
+    key = os.path.normpath(name)
+    if key in seen:
+      raise UserError(f'{csv_path}:{line}: image {name!r} is listed twice (also on line '
+                      f'{seen[key][0]} as {seen[key][1]!r})')
+    seen[key] = (line, name)
+    # The same file under two names (through symbolic links): one image, one row.
+    real = os.path.realpath(os.path.join(images_dir, name))
+    if real in seen_files:
+      first_line, first = seen_files[real]
+      raise UserError(f'{csv_path}:{line}: image {name!r} is the same file as {first!r} on line '
+                      f'{first_line} ({real})')
+    seen_files[real] = (line, name)
     names.append(name)
     labels.append([_parse_label(v, csv_path, line, c) for v, c in zip(row[1:], label_names)])
   return Dataset(root=root, image_names=tuple(names), label_names=tuple(label_names),
                  labels=np.asarray(labels, dtype=np.uint8))
+
+
+def _image_name(cell: str, images_dir: str, csv_path: str, line: int) -> str:
+  """The image file a labels.csv cell names, relative to images/: as written, else without
+  surrounding spaces. `UserError` if it leaves images/ (by its path: a symbolic link in images/
+  may point anywhere) or names no file, with the similar names that do exist."""
+  for name in dict.fromkeys((cell, cell.strip())):
+    path = os.path.normpath(os.path.join(images_dir, name))
+    inside = os.path.commonpath([path, os.path.normpath(images_dir)]) == os.path.normpath(
+        images_dir)
+    if not name.strip() or not inside or path == os.path.normpath(images_dir):
+      raise UserError(f'{csv_path}:{line}: image path {cell!r} leaves the images/ folder')
+    if os.path.isfile(path):
+      return name
+  path = os.path.join(images_dir, cell.strip())
+  if os.path.isdir(path):
+    hint = '; that is a folder, not an image file'
+  else:
+    similar = _similar_names(path)
+    hint = (f'; similar names there: {", ".join(repr(n) for n in similar)} (spaces, Unicode '
+            f'normalisation or letter case differ)') if similar else ''
+  raise UserError(f'{csv_path}:{line}: image {cell.strip()!r} not found in {images_dir}{hint}')
+
+
+def _similar_names(path: str, limit: int = 3) -> list[str]:
+  """Names in `path`'s folder equal to its own but for spaces, Unicode form or case."""
+  folder, base = os.path.split(path)
+  key = lambda n: unicodedata.normalize('NFC', n).strip().casefold()
+  try:
+    entries = os.listdir(folder)
+  except OSError:
+    return []
+  return sorted(n for n in entries if n != base and key(n) == key(base))[:limit]

@@ -4,11 +4,11 @@ Downloads a benchmark dataset from its official source and converts it to the pl
 (see `miml_jax.datasets.fetch`); `--archive` takes an archive downloaded by other means.
 """
 
-from absl import app
 from absl import flags
 
+from miml_jax import cli
 from miml_jax.datasets import fetch as fetch_lib
-from miml_jax.errors import exit_on_user_error
+from miml_jax.errors import UserError
 
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Data home (default: $MIML_JAX_DATA, else '
                                 '~/miml_jax_data).')
@@ -19,13 +19,12 @@ _VERIFY = flags.DEFINE_bool('verify', True, "Check the archive's published check
 
 def main(argv):
   if len(argv) != 3 or argv[1] != 'fetch':
-    raise app.UsageError(f'usage: python -m miml_jax.datasets fetch '
-                         f'{"|".join(fetch_lib.SOURCES)} [--data_dir=DIR]')
-  with exit_on_user_error():
-    root = fetch_lib.fetch(argv[2], _DATA_DIR.value, url=_URL.value, archive=_ARCHIVE.value,
-                           checksum='default' if _VERIFY.value else None)
+    raise UserError(f'usage: python -m miml_jax.datasets fetch '
+                    f'{"|".join(fetch_lib.SOURCES)} [--data_dir=DIR]')
+  root = fetch_lib.fetch(argv[2], _DATA_DIR.value, url=_URL.value, archive=_ARCHIVE.value,
+                         checksum='default' if _VERIFY.value else None)
   print(root)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

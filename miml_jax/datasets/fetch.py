@@ -4,7 +4,8 @@ of scikit-learn's `fetch_*` (a data home, downloads kept, nothing done twice).
     <data_home>/downloads/<archive>   the official archive, kept (resumable, checksummed)
     <data_home>/<name>/               the dataset in the plain layout, created in one rename
 
-The data home is `data_dir`, else `$MIML_JAX_DATA`, else `~/miml_jax_data`.
+The data home is `data_dir`, else `$MIML_JAX_DATA`, else `~/miml_jax_data` (`miml_jax.home`):
+where `datasets.load` looks for datasets by name.
 """
 
 import dataclasses
@@ -15,7 +16,7 @@ from typing import Callable
 
 from absl import logging
 
-from miml_jax.datasets import DATA_ENV
+from miml_jax import home as home_lib
 from miml_jax.datasets import download as download_lib
 from miml_jax.datasets import official
 from miml_jax.errors import UserError
@@ -41,11 +42,6 @@ SOURCES = {
 }
 
 
-def data_home(data_dir: str | None = None) -> str:
-  return data_dir or os.environ.get(DATA_ENV) or os.path.join(os.path.expanduser('~'),
-                                                              'miml_jax_data')
-
-
 def _known_digest(path: str) -> tuple[str, str] | None:
   record = path + '.sha256'
   if os.path.exists(record):
@@ -65,7 +61,7 @@ def fetch(name: str, data_dir: str | None = None, *, url: str | None = None,
   if name not in SOURCES:
     raise UserError(f'unknown dataset {name!r}; fetch knows {", ".join(SOURCES)}')
   source = SOURCES[name]
-  home = data_home(data_dir)
+  home = home_lib.data_home(data_dir)
   root = os.path.join(home, name)
   if os.path.isfile(os.path.join(root, 'labels.csv')):
     logging.info('%s: already there', root)

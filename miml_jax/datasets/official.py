@@ -134,10 +134,12 @@ def msrc_segmentation_labels(path: str) -> np.ndarray:
   return out
 
 
-def write_plain(root: str, images: list[tuple[str, str]], label_names, labels) -> str:
+def write_plain(root: str, images: list[tuple[str, str]], label_names, labels,
+                marker: str | None = None) -> str:
   """Writes a dataset in the plain layout at `root`, all at once (built aside, then renamed).
 
-  images: (source file, name in images/) pairs, in row order; labels: (n, q) 0/1.
+  images: (source file, name in images/) pairs, in row order; labels: (n, q) 0/1; marker: the
+  name of an empty file to put beside labels.csv (says who made the folder).
   """
   parent = os.path.dirname(os.path.abspath(root))
   os.makedirs(parent, exist_ok=True)
@@ -151,6 +153,8 @@ def write_plain(root: str, images: list[tuple[str, str]], label_names, labels) -
       writer.writerow(['image', *label_names])
       for (_, name), row in zip(images, labels):
         writer.writerow([name, *map(int, row)])
+    if marker is not None:
+      open(os.path.join(tmp, marker), 'w').close()
     os.chmod(tmp, 0o755)
     os.replace(tmp, root)
   except BaseException:

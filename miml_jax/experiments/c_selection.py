@@ -14,17 +14,17 @@ import json
 import os
 
 import numpy as np
-from absl import app
 from absl import flags
 
 from miml_jax import atomic
+from miml_jax import cli
+from miml_jax import input_flags
 from miml_jax import metrics
 from miml_jax import model_selection
 from miml_jax import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
-from miml_jax.errors import exit_on_user_error
-from miml_jax.errors import UserError
+from miml_jax.errors import Interrupted
 from miml_jax.experiments import data_flags
 from miml_jax.solvers import fit_logistic
 
@@ -36,7 +36,12 @@ _SELECT = flags.DEFINE_enum('select', 'per_label', ['per_label', 'global'], 'Cho
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
 _TOL = flags.DEFINE_float('tol', 1e-4, 'Solver tolerance.')
 _MAX_ITER = flags.DEFINE_integer('max_iter', 5000, 'Solver iteration cap.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'experiments/c_selection', 'Output.')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
+flags.adopt_module_key_flags(data_flags)
+flags.adopt_module_key_flags(input_flags)
+_TRAIN_FRACTION = 2 / 3   # Table 1's splits
+
+FORMAT = 'miml_jax.c_selection/1'
 
 
 def markdown(result: dict) -> str:
@@ -53,58 +58,75 @@ def markdown(result: dict) -> str:
 
 
 def main(argv):
+  cli.no_arguments(argv)
+  Cs = cli.positive_numbers(_CS)
+  cli.positive(_TOL)
+  cli.at_least(_MAX_ITER, 1)
+  cli.at_least(_SPLITS, 1)
+  source = data_flags.one_source()
+  # Each split's training part is cut into the folds.
+  cli.at_least(_FOLDS, 2, int(round(_TRAIN_FRACTION * source.n_images)))
+  out = data_flags.check_results(
+      os.path.join(_OUTPUT_DIR.value, f'c_selection_{source.name}_{_PENALTY.value}'),
+      ('.json', '.md'), source.inputs, FORMAT.split('/')[0])
   runtime_flags.apply()
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  dataset_name, data = data_flags.load_features()
-  with exit_on_user_error():
-    try:
-      Cs = [float(c) for c in _CS.value]
-    except ValueError:
-      raise UserError(f'--Cs must be numbers, got {",".join(_CS.value)}') from None
+  dataset_name, data = source.name, source.load()
   X, Y = data.features, data.labels.astype(np.float64)
-  masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value)
-  out = os.path.join(_OUTPUT_DIR.value, f'c_selection_{dataset_name}_{_PENALTY.value}')
-  settings = {'dataset': dataset_name, 'penalty': _PENALTY.value, 'Cs': Cs,
+  masks = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION,
+                               seed=data_flags.SEED.value)
+  settings = {'format': FORMAT, 'dataset': dataset_name, 'penalty': _PENALTY.value, 'Cs': Cs,
               'folds': _FOLDS.value, 'select': _SELECT.value, 'scaling': _SCALING.value,
               'seed': data_flags.SEED.value, 'tol': _TOL.value,
               'weights_sha256': data.attrs['weights_sha256'],
               'labels': list(data.label_names)}
   result = {**settings, 'per_split': []}
-  if os.path.exists(out + '.json'):
+  try:
     with open(out + '.json') as f:
       previous = json.load(f)
-    if {k: previous.get(k) for k in settings} == settings:
-      result = previous
-  for s in range(len(result['per_split']), _SPLITS.value):
-    train, test = masks[s], ~masks[s]
-    cv = model_selection.cross_validate(
-        X[train], Y[train], Cs, folds=_FOLDS.value, select=_SELECT.value,
-        penalty=_PENALTY.value, scaling_kind=_SCALING.value, seed=s, tol=_TOL.value,
-        max_iter=_MAX_ITER.value)
-    shift, scale = scaling.fit_scaling(X, train[None], _SCALING.value)
-    L = Y.shape[1]
-    # C=1 and the chosen Cs, as one problem of 2L labels.
-    fit = fit_logistic(X, np.tile(Y, (1, 2)), penalty=_PENALTY.value,
-                       C=np.concatenate([np.ones(L), cv.best_C]), tol=_TOL.value,
-                       max_iter=_MAX_ITER.value, train_mask=train[None], shift=shift,
-                       scale=scale)
-    decisions = X[test].astype(np.float64) @ np.asarray(fit.coef[0], np.float64) + np.asarray(
-        fit.intercept[0], np.float64)
-    row = {'split': s, 'best_C': cv.best_C.tolist()}
-    for name, cols in (('C=1', slice(0, L)), ('cv', slice(L, 2 * L))):
-      scores = metrics.evaluate(Y[test], decisions[:, cols])
-      row[name] = {k: float(v) for k, v in scores.items()}
-    result['per_split'].append(row)
-    with atomic.atomic_path(out + '.json') as tmp, open(tmp, 'w') as f:
-      json.dump(result, f, indent=1)
-    print(f"split {s}: a.p. C=1 {row['C=1']['average_precision']:.4f}, "
-          f"cv {row['cv']['average_precision']:.4f}; C chosen {row['best_C']}", flush=True)
+  except (OSError, ValueError):
+    previous = None
+  if isinstance(previous, dict) and {k: previous.get(k, FORMAT if k == 'format' else None)
+                                     for k in settings} == settings:
+    result = {**previous, 'format': FORMAT}
+  try:
+    for s in range(len(result['per_split']), _SPLITS.value):
+      result['per_split'].append(split_result(X, Y, masks[s], Cs, seed=s))
+      atomic.write_json(out + '.json', result, indent=1)
+      row = result['per_split'][-1]
+      print(f"split {s}: a.p. C=1 {row['C=1']['average_precision']:.4f}, "
+            f"cv {row['cv']['average_precision']:.4f}; C chosen {row['best_C']}", flush=True)
+  except KeyboardInterrupt:
+    raise Interrupted(f'rerun to resume: {len(result["per_split"])} of {_SPLITS.value} splits '
+                      f'done, in {out}.json') from None
   table = markdown(result)
-  with atomic.atomic_path(out + '.md') as tmp, open(tmp, 'w') as f:
-    f.write(f"# C by cross-validation vs C=1: {dataset_name}, {_PENALTY.value}\n\n{table}")
+  atomic.write_text(out + '.md',
+                    f"# C by cross-validation vs C=1: {dataset_name}, {_PENALTY.value}\n\n{table}")
   print(table)
 
 
+def split_result(X, Y, train, Cs, *, seed: int) -> dict:
+  """One split: C chosen by CV on its training part, then C=1 and the chosen Cs refitted there
+  and scored on the rest."""
+  test = ~train
+  cv = model_selection.cross_validate(
+      X[train], Y[train], Cs, folds=_FOLDS.value, select=_SELECT.value,
+      penalty=_PENALTY.value, scaling_kind=_SCALING.value, seed=seed, tol=_TOL.value,
+      max_iter=_MAX_ITER.value)
+  shift, scale = scaling.fit_scaling(X, train[None], _SCALING.value)
+  L = Y.shape[1]
+  # C=1 and the chosen Cs, as one problem of 2L labels.
+  fit = fit_logistic(X, np.tile(Y, (1, 2)), penalty=_PENALTY.value,
+                     C=np.concatenate([np.ones(L), cv.best_C]), tol=_TOL.value,
+                     max_iter=_MAX_ITER.value, train_mask=train[None], shift=shift,
+                     scale=scale)
+  decisions = X[test].astype(np.float64) @ np.asarray(fit.coef[0], np.float64) + np.asarray(
+      fit.intercept[0], np.float64)
+  row = {'split': seed, 'best_C': cv.best_C.tolist()}
+  for name, cols in (('C=1', slice(0, L)), ('cv', slice(L, 2 * L))):
+    scores = metrics.evaluate(Y[test], decisions[:, cols])
+    row[name] = {k: float(v) for k, v in scores.items()}
+  return row
+
+
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -6,13 +6,14 @@ and their difference (e.g. bf16 features against fp32).
 """
 
 import json
+import os
 
-from absl import app
 from absl import flags
 
 from miml_jax import atomic
+from miml_jax import cli
+from miml_jax import outputs
 from miml_jax import paper
-from miml_jax.errors import exit_on_user_error
 from miml_jax.errors import UserError
 
 _BASELINE = flags.DEFINE_string('baseline', None, 'table1_<dataset>.json to compare against.',
@@ -20,7 +21,11 @@ _BASELINE = flags.DEFINE_string('baseline', None, 'table1_<dataset>.json to comp
 _OTHER = flags.DEFINE_string('other', None, 'table1_<dataset>.json to compare.', required=True)
 _NAMES = flags.DEFINE_list('names', ['baseline', 'other'], 'Column names of the two.')
 _TOLERANCE = flags.DEFINE_float('tolerance', None, 'Largest |difference| of means allowed.')
-_OUTPUT = flags.DEFINE_string('output', None, 'Markdown file for the comparison.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Markdown file for the comparison (and a JSON '
+                              'file of its rows beside it, of the same name).')
+_OVERWRITE = cli.define_overwrite()
+
+FORMAT = 'miml_jax.compare_tables/1'
 
 # Settings that must agree for the two tables to describe the same experiment.
 SAME = ('dataset', 'n_images', 'n_labels', 'splits', 'train_fraction', 'seed', 'C', 'scaling')
@@ -36,6 +41,12 @@ def read_table(path: str) -> dict:
     raise UserError(f'{path}: not JSON ({e})') from None
   if not isinstance(table, dict) or not isinstance(table.get('methods'), dict):
     raise UserError(f'{path}: not a table1 result (no "methods")')
+  for method, row in table['methods'].items():
+    for metric in paper.METRICS:
+      mean = row.get(metric, {}).get('mean') if isinstance(row, dict) else None
+      if not isinstance(mean, (int, float)):
+        raise UserError(f'{path}: not a table1 result (method {method!r} has no mean '
+                        f'{metric})')
   return table
 
 
@@ -70,18 +81,26 @@ def markdown(rows: list[dict], names: list[str], tolerance: float | None) -> str
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.no_arguments(argv)
   if len(_NAMES.value) != 2:
-    raise app.UsageError('--names takes two names')
-  with exit_on_user_error():
-    rows = compare(read_table(_BASELINE.value), read_table(_OTHER.value))
+    raise UserError('--names takes two names')
+  if _TOLERANCE.value is not None:
+    cli.positive(_TOLERANCE)
+  stem = None
+  if _OUTPUT.value:
+    stem = os.path.splitext(_OUTPUT.value)[0]
+    inputs = outputs.Inputs([_BASELINE.value, _OTHER.value])
+    for path in (stem + '.json', _OUTPUT.value):
+      outputs.check_file(path, inputs, kind=FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
+  rows = compare(read_table(_BASELINE.value), read_table(_OTHER.value))
   text = markdown(rows, _NAMES.value, _TOLERANCE.value)
   print(text)
-  if _OUTPUT.value:
-    with atomic.atomic_path(_OUTPUT.value) as tmp, open(tmp, 'w') as f:
-      f.write(f'```\n{_BASELINE.value} vs {_OTHER.value}\n```\n\n{text}')
+  if stem is not None:
+    atomic.write_json(stem + '.json', {'format': FORMAT, 'baseline': _BASELINE.value,
+                                       'other': _OTHER.value, 'names': _NAMES.value,
+                                       'rows': rows})
+    atomic.write_text(_OUTPUT.value, f'```\n{_BASELINE.value} vs {_OTHER.value}\n```\n\n{text}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -1,60 +1,107 @@
 """The flags every experiment command shares (dataset or feature file, weights, feature cache,
-split seed), and the features they name."""
+split seed, overwrite), the inputs they name, and the checks of the result files written from
+them."""
 
-from absl import app
+import dataclasses
+import os
+from typing import Callable
+
 from absl import flags
 
+from miml_jax import cli
 from miml_jax import datasets
-from miml_jax.errors import exit_on_user_error
+from miml_jax import input_flags
+from miml_jax import outputs
+from miml_jax.errors import UserError
+from miml_jax.features import FeatureFile
 from miml_jax.features import cached_features
 from miml_jax.features import read_feature_file
+from miml_jax.features import store
+from miml_jax.weights import hub
 
-DATASET = flags.DEFINE_list('dataset', None, 'scene, msrc_v2, or a dataset folder (table1: '
-                             'several, comma-separated).')
+DATASET = input_flags.DATASET
 FEATURES = flags.DEFINE_list(
     'features', None, 'A finished feature file instead of --dataset (table1: several): results '
     'are named after the dataset it was made from, and neither images nor weights are needed.')
-DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name '
-                               '(default: $MIML_JAX_DATA).')
-WEIGHTS = flags.DEFINE_string('weights', 'weights/vgg16_lpips.safetensors', 'Weights file.')
-CACHE_DIR = flags.DEFINE_string('cache_dir', 'cache', 'Where feature files are kept.')
+DATA_DIR = input_flags.DATA_DIR
+WEIGHTS = input_flags.WEIGHTS
+CACHE_DIR = input_flags.CACHE_DIR
 SEED = flags.DEFINE_integer('seed', 0, 'Split seed (the same splits in every experiment).')
+OVERWRITE = cli.define_overwrite()
 HOLDERS = (DATASET, FEATURES, DATA_DIR, WEIGHTS, CACHE_DIR, SEED)
 flags.mark_flags_as_mutual_exclusive(['dataset', 'features'], required=True)
 
 
-def _names() -> list:
-  return DATASET.value or FEATURES.value or []
+@dataclasses.dataclass
+class Source:
+  """One dataset (or feature file) the flags name: its result name, the files it is read from
+  (no output may land on them), and its features, extracted on first use if not cached."""
+  name: str
+  n_images: int
+  inputs: outputs.Inputs
+  load: Callable[[], FeatureFile]
 
 
-def load_features():
-  """(dataset name, FeatureFile) named by the flags; features extracted if not cached.
-
-  The weights' checksum and source are in the file's attrs (`weights_sha256`,
-  `weights_source`). A user error (missing dataset, bad weights, damaged feature file) exits
-  with one line, as every command does.
-  """
-  names = _names()
-  if len(names) != 1:
-    raise app.UsageError(f'this command takes one --{"dataset" if DATASET.value else "features"}'
-                         f', got {len(names)}: {",".join(names)}')
-  return next(each_features())
+def _dataset_source(dataset: datasets.Dataset) -> Source:
+  inputs = store.dataset_inputs(dataset)
+  inputs.add(hub.path_of(WEIGHTS.value))
+  inputs.add(store.cache_path(dataset, WEIGHTS.value, CACHE_DIR.value))
+  return Source(dataset.name, len(dataset.image_names), inputs,
+                lambda: cached_features(dataset, WEIGHTS.value, CACHE_DIR.value))
 
 
-def each_features():
-  """(dataset name, FeatureFile) for each dataset or feature file the flags name, in turn."""
-  names = _names()
+def _file_source(path: str) -> Source:
+  data = read_feature_file(path)
+  return Source(str(data.attrs['dataset']), len(data.features), outputs.Inputs([path]),
+                lambda: data)
+
+
+def sources() -> list[Source]:
+  """Every dataset or feature file the flags name, each checked before any long work starts;
+  `UserError` if two of them would write results under the same name."""
+  names = DATASET.value or FEATURES.value or []
   if not names:
-    raise app.UsageError('--dataset or --features names nothing')
-  with exit_on_user_error():   # every name checked before the first long job starts
-    if FEATURES.value:
-      files = [read_feature_file(path) for path in names]
-    else:
-      found = [datasets.load(name, DATA_DIR.value) for name in names]
+    raise UserError('--dataset or --features names nothing')
+  cli.at_least(SEED, 0)
   if FEATURES.value:
-    yield from ((str(data.attrs['dataset']), data) for data in files)
-    return
-  for dataset in found:
-    with exit_on_user_error():
-      data, _ = cached_features(dataset, WEIGHTS.value, CACHE_DIR.value)
-    yield dataset.name, data
+    found = [_file_source(path) for path in names]
+  else:
+    found = [_dataset_source(datasets.load(name, DATA_DIR.value)) for name in names]
+  by_name = {}
+  for given, source in zip(names, found):
+    if source.name in by_name:
+      raise UserError(f'{by_name[source.name]} and {given} are both named {source.name!r}: '
+                      f'their results would overwrite each other; run them separately (with '
+                      f'different output folders) or rename one')
+    by_name[source.name] = given
+  return found
+
+
+def one_source() -> Source:
+  """The one dataset or feature file of a command that takes a single one."""
+  names = DATASET.value or FEATURES.value or []
+  if len(names) != 1:
+    raise UserError(f'this command takes one --{"dataset" if DATASET.value else "features"}, '
+                    f'got {len(names)}: {",".join(names)}')
+  return sources()[0]
+
+
+def check_split_flags(splits, train_fraction, sources_: list[Source]) -> None:
+  """--splits at least 1, and a --train_fraction that leaves every dataset at least one image
+  on each side."""
+  cli.at_least(splits, 1)
+  cli.fraction(train_fraction)
+  for source in sources_:
+    size = int(round(train_fraction.value * source.n_images))
+    if not 0 < size < source.n_images:
+      raise UserError(f'--train_fraction={train_fraction.value} leaves {size} of '
+                      f'{source.name}\'s {source.n_images} images for training; each side of a '
+                      f'split needs at least one')
+
+
+def check_results(stem: str, extensions, inputs: outputs.Inputs, kind: str) -> str:
+  """Checks the result files `<stem><ext>` before any work (`miml_jax.outputs`); returns stem."""
+  outputs.check_folder(os.path.dirname(os.path.abspath(stem)))
+  for ext in extensions:
+    outputs.check_file(stem + ext, inputs, kind=kind, overwrite=OVERWRITE.value)
+  return stem

@@ -15,20 +15,21 @@ import json
 import os
 
 import numpy as np
-from absl import app
 from absl import flags
 from absl import logging
 
 from miml_jax import atomic
+from miml_jax import cli
 from miml_jax import evaluation
+from miml_jax import input_flags
 from miml_jax import metrics
 from miml_jax import paper
 from miml_jax import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
-from miml_jax.errors import exit_on_user_error
-from miml_jax.experiments import data_flags
+from miml_jax.errors import Interrupted
 from miml_jax.errors import UserError
+from miml_jax.experiments import data_flags
 
 _TRAIN_SIZES = flags.DEFINE_list('train_sizes', None, 'Training images per repetition '
                                  '(default: from 25 up to Table 1\'s 2/3).')
@@ -36,17 +37,25 @@ _SPLITS = flags.DEFINE_integer('splits', 30, 'Repetitions per size.')
 _TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, "Table 1's training share.")
 _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
-_SOLVERS = flags.DEFINE_list('solvers', ['jax_l1', 'jax_l2'], 'Methods (see table1).')
-_JAX_TOL = flags.DEFINE_float('jax_tol', evaluation.JAX_TOL, 'JAX solver tolerance.')
-_LIBLINEAR_TOL = flags.DEFINE_float('liblinear_tol', 1e-8, 'liblinear tolerance.')
+_SOLVERS = flags.DEFINE_list('solvers', ['newton_l1', 'newton_l2'],
+                             f'Methods, of {", ".join(evaluation.METHODS)}.')
+_TOL = flags.DEFINE_float(
+    'tol', None, 'Tolerance of every solver but liblinear_paper (default: each its own, ' +
+    ', '.join(f'{k} {v:g}' for k, v in evaluation.TOLS.items()) + ').')
 _MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
 _N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'Parallel liblinear fits.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'experiments/figure3', 'Where results go.')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
+flags.adopt_module_key_flags(data_flags)
+flags.adopt_module_key_flags(input_flags)
 
+FORMAT = 'miml_jax.figure3/1'
+EXTENSIONS = ('.json', '.csv', '.png')
 LABELS = {'average_precision': 'average precision ↑', 'coverage': 'coverage ↓',
           'hamming_loss': 'Hamming loss ↓', 'one_error': 'one error ↓',
           'ranking_loss': 'ranking loss ↓'}
-NAMES = {'jax_l1': 'VGG+L1LR (ours)', 'jax_l2': 'VGG+LR (ours)',
+NAMES = {'newton_l1': 'VGG+L1LR (ours, Newton)', 'newton_l2': 'VGG+LR (ours, Newton)',
+         'fista_l1': 'VGG+L1LR (ours, FISTA)', 'fista_l2': 'VGG+LR (ours, FISTA)',
+         'jax_l1': 'VGG+L1LR (ours)', 'jax_l2': 'VGG+LR (ours)',
          'liblinear_l1': 'VGG+L1LR (liblinear)', 'liblinear_l2': 'VGG+LR (liblinear)',
          'liblinear_paper': 'VGG+L1LR (paper setting)'}
 
@@ -88,8 +97,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def write(result: dict, out: str) -> None:
-  with atomic.atomic_path(out + '.json') as tmp, open(tmp, 'w') as f:
-    json.dump(result, f, indent=2)
+  atomic.write_json(out + '.json', result)
   with atomic.atomic_path(out + '.csv') as tmp, open(tmp, 'w', newline='') as f:
     w = csv.writer(f)
     w.writerow(['method', 'train_images', 'metric', 'mean', 'std'])
@@ -100,46 +108,67 @@ def write(result: dict, out: str) -> None:
   plot(result, out + '.png')
 
 
+def train_sizes(n_train: int) -> list[int]:
+  """--train_sizes checked against a split's n_train training images (default: `default_sizes`)."""
+  if _TRAIN_SIZES.value is None:
+    return default_sizes(n_train)
+  try:
+    sizes = sorted({int(k) for k in _TRAIN_SIZES.value})
+  except ValueError:
+    raise UserError(f'--train_sizes must be whole numbers, got {",".join(_TRAIN_SIZES.value)}'
+                    ) from None
+  if not sizes or sizes[0] < 2 or sizes[-1] > n_train:
+    raise UserError(f'--train_sizes must lie in 2..{n_train} (the training part of a split)')
+  return sizes
+
+
 def main(argv):
+  cli.no_arguments(argv)
+  solvers = [evaluation.method_name(m)
+             for m in cli.choices(_SOLVERS, evaluation.METHODS + tuple(evaluation.RENAMED))]
+  cli.positive(_C)
+  if _TOL.value is not None:
+    cli.positive(_TOL)
+  cli.at_least(_MAX_ITER, 1)
+  cli.processes(_N_JOBS)
+  source = data_flags.one_source()
+  data_flags.check_split_flags(_SPLITS, _TRAIN_FRACTION, [source])
+  sizes = train_sizes(int(round(_TRAIN_FRACTION.value * source.n_images)))
+  out = data_flags.check_results(os.path.join(_OUTPUT_DIR.value, f'figure3_{source.name}'),
+                                 EXTENSIONS, source.inputs, FORMAT.split('/')[0])
   runtime_flags.apply()
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  dataset_name, data = data_flags.load_features()
-  with exit_on_user_error():
-    X, Y = data.features, data.labels.astype(np.float64)
-    full = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
-                                data_flags.SEED.value)
-    n_train = int(full[0].sum())
-    sizes = (default_sizes(n_train) if _TRAIN_SIZES.value is None
-             else sorted({int(k) for k in _TRAIN_SIZES.value}))
-    if sizes[0] < 2 or sizes[-1] > n_train:
-      raise UserError(f'--train_sizes must lie in 2..{n_train} (the training part of a split)')
-    out = os.path.join(_OUTPUT_DIR.value, f'figure3_{dataset_name}')
-    settings = {'dataset': dataset_name, 'n_images': int(len(X)), 'splits': _SPLITS.value,
-                'seed': data_flags.SEED.value, 'train_fraction': _TRAIN_FRACTION.value,
-                'C': _C.value,
-                'scaling': _SCALING.value, 'weights_sha256': data.attrs['weights_sha256'],
-                'methods': list(_SOLVERS.value)}
-    result = {**settings, 'points': {m: [] for m in _SOLVERS.value},
-              'best_baseline': paper.best_baseline(dataset_name)
-              if dataset_name in paper.TABLE1 else None}
-    if os.path.exists(out + '.json'):
-      with open(out + '.json') as f:
-        previous = json.load(f)
-      if {k: previous.get(k) for k in settings} == settings:
-        result = previous
-        logging.info('%s.json: resuming, %s done', out,
-                     sorted({p['train_images'] for ps in previous['points'].values() for p in ps}))
+  dataset_name, data = source.name, source.load()
+  X, Y = data.features, data.labels.astype(np.float64)
+  full = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
+                              data_flags.SEED.value)
+  settings = {'format': FORMAT, 'dataset': dataset_name, 'n_images': int(len(X)),
+              'splits': _SPLITS.value, 'seed': data_flags.SEED.value,
+              'train_fraction': _TRAIN_FRACTION.value, 'C': _C.value,
+              'scaling': _SCALING.value, 'weights_sha256': data.attrs['weights_sha256'],
+              'methods': solvers}
+  result = {**settings, 'points': {m: [] for m in solvers},
+            'best_baseline': paper.best_baseline(dataset_name)
+            if dataset_name in paper.TABLE1 else None}
+  previous = _previous(out + '.json')
+  # Results of the same settings continue (earlier files, before results recorded their format,
+  # too).
+  if previous and {k: previous.get(k, FORMAT if k == 'format' else None)
+                   for k in settings} == settings:
+    result = {**previous, 'format': FORMAT}
+    logging.info('%s.json: resuming, %s done', out,
+                 sorted({p['train_images'] for ps in previous['points'].values() for p in ps}))
+  done = lambda k: all(any(p['train_images'] == k for p in result['points'][m])
+                       for m in solvers)
+  try:
     for k in sizes:
-      if all(any(p['train_images'] == k for p in result['points'][m]) for m in _SOLVERS.value):
+      if done(k):
         continue
       # The first k rows of each Table 1 split's own permutation: nested in its training part.
       masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value,
                                    n_train=k)
-      runs = evaluation.run(X, Y, masks, _SOLVERS.value, test_masks=~full, C=_C.value,
-                            scaling_kind=_SCALING.value, jax_tol=_JAX_TOL.value,
-                            liblinear_tol=_LIBLINEAR_TOL.value, max_iter=_MAX_ITER.value,
-                            n_jobs=_N_JOBS.value)
+      runs = evaluation.run(X, Y, masks, solvers, test_masks=~full, C=_C.value,
+                            scaling_kind=_SCALING.value, tol=_TOL.value, max_iter=_MAX_ITER.value,
+                            n_jobs=_N_JOBS.value, progress=True)
       for method, r in runs.items():
         result['points'][method] = sorted(
             [p for p in result['points'][method] if p['train_images'] != k]
@@ -148,9 +177,22 @@ def main(argv):
       print(f'{k} training images: ' + ', '.join(
           f"{m} a.p. {runs[m].metrics['average_precision'].mean():.3f}" for m in runs),
             flush=True)
+  except KeyboardInterrupt:
+    raise Interrupted(f'rerun to resume: {sum(map(done, sizes))} of {len(sizes)} training '
+                      f'sizes done, in {out}.json') from None
   write(result, out)
   print(f'wrote {out}.png, .csv, .json')
 
 
+def _previous(path: str) -> dict | None:
+  """The results an earlier run saved at `path`, if any can be read."""
+  try:
+    with open(path) as f:
+      previous = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return previous if isinstance(previous, dict) else None
+
+
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

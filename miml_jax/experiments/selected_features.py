@@ -10,15 +10,15 @@ the fraction of each block kept).
 """
 
 import csv
-import json
 import os
 
 import jax
 import numpy as np
-from absl import app
 from absl import flags
 
 from miml_jax import atomic
+from miml_jax import cli
+from miml_jax import input_flags
 from miml_jax import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
@@ -30,7 +30,12 @@ _C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
 _SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
 _TOL = flags.DEFINE_float('tol', 1e-6, 'Solver tolerance.')
 _MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'Solver iteration cap.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'experiments/selected_features', 'Output.')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
+flags.adopt_module_key_flags(data_flags)
+flags.adopt_module_key_flags(input_flags)
+
+
+FORMAT = 'miml_jax.selected_features/1'
 
 
 def block_counts(coef, layout) -> dict:
@@ -67,10 +72,17 @@ def plot(result: dict, path: str) -> None:
 
 
 def main(argv):
+  cli.no_arguments(argv)
+  cli.positive(_C)
+  cli.positive(_TOL)
+  cli.at_least(_MAX_ITER, 1)
+  cli.at_least(_SPLITS, 1)
+  source = data_flags.one_source()
+  out = data_flags.check_results(os.path.join(_OUTPUT_DIR.value, f'selected_{source.name}'),
+                                 ('.json', '.csv', '.png'), source.inputs,
+                                 FORMAT.split('/')[0])
   runtime_flags.apply()
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  dataset_name, data = data_flags.load_features()
+  data = source.load()
   X, Y = data.features, data.labels.astype(np.float64)
   masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value)
   shift, scale = scaling.fit_scaling(X, masks, _SCALING.value)
@@ -79,16 +91,15 @@ def main(argv):
                                            shift=shift, scale=scale))
   counts = block_counts(np.asarray(fit.coef), data.layout)          # {block: (S, q)}
   result = {
-      'dataset': dataset_name, 'splits': _SPLITS.value, 'C': _C.value,
+      'format': FORMAT,
+      'dataset': source.name, 'splits': _SPLITS.value, 'C': _C.value,
       'scaling': _SCALING.value, 'labels': list(data.label_names),
       'block_sizes': dict(data.layout.blocks),
       'converged_fraction': float(np.mean(fit.converged)),
       'counts': {lab: {b: float(c[:, j].mean()) for b, c in counts.items()}
                  for j, lab in enumerate(data.label_names)},
   }
-  out = os.path.join(_OUTPUT_DIR.value, f'selected_{dataset_name}')
-  with atomic.atomic_path(out + '.json') as tmp, open(tmp, 'w') as f:
-    json.dump(result, f, indent=2)
+  atomic.write_json(out + '.json', result)
   with atomic.atomic_path(out + '.csv') as tmp, open(tmp, 'w', newline='') as f:
     w = csv.writer(f)
     w.writerow(['label', *result['block_sizes'], 'total'])
@@ -101,4 +112,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -111,6 +111,23 @@ def num_fc_for(info: weights_lib.WeightsInfo, image_size: int) -> int:
   return info.num_fc if image_size == 224 else 0
 
 
+# Five 2x2 poolings need at least 32 pixels; above 2048 one image's first activations alone
+# take over a gigabyte.
+IMAGE_SIZES = (32, 2048)
+BATCH_SIZES = (1, 4096)
+
+
+def check_sizes(batch_size: int, image_size: int, dtype: str = 'float32') -> None:
+  """`UserError` unless the extractor's settings are in range."""
+  if dtype not in DTYPES:
+    raise UserError(f'unknown dtype {dtype!r}; choose one of {", ".join(DTYPES)}')
+  if not BATCH_SIZES[0] <= batch_size <= BATCH_SIZES[1]:
+    raise UserError(f'batch size must be in {BATCH_SIZES[0]}..{BATCH_SIZES[1]}, got {batch_size}')
+  if not IMAGE_SIZES[0] <= image_size <= IMAGE_SIZES[1]:
+    raise UserError(f'image size must be in {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]} (five 2x2 '
+                    f'poolings need at least 32 pixels), got {image_size}')
+
+
 def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int = 32,
                          dtype: str = 'float32', image_size: int = 224, threads: int = 4,
                          progress: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -119,12 +136,7 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
   Images are decoded on `threads` threads while the device computes the previous batch. Every
   batch has the same static shape (the last is padded), so the jitted forward compiles once.
   """
-  if dtype not in DTYPES:
-    raise UserError(f'unknown dtype {dtype!r}; choose one of {", ".join(DTYPES)}')
-  if batch_size < 1:
-    raise UserError(f'batch_size must be positive, got {batch_size}')
-  if image_size < 32:
-    raise UserError(f'image_size must be at least 32 (five 2x2 poolings), got {image_size}')
+  check_sizes(batch_size, image_size, dtype)
   params, info = resolve_weights(weights)
   jdtype = DTYPES[dtype]
   # Several local devices: each takes a slice of every batch (padded to a multiple of them).
@@ -164,8 +176,9 @@ def extract_features(image_paths: Sequence[str], weights, *, batch_size: int = 3
   """Multi-level VGG16 features of the images: (N, D) float32.
 
   Args:
-    image_paths: N image files (any format Pillow reads).
-    weights: a converted weights file (`python -m miml_jax.weights.convert`), or (params, info).
+    image_paths: N image files (any format Pillow reads), or uint8 image arrays ((h, w, 3) RGB
+      or (h, w) grey, e.g. one (N, h, w, 3) array).
+    weights: a weights name or file (`miml_jax.weights.load`), or (params, info).
     batch_size: images per device step.
     dtype: 'float32' or 'bfloat16' compute.
     image_size: images are resized to image_size x image_size; fc7 needs 224.

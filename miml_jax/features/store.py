@@ -3,12 +3,17 @@
 A finished file holds `features` (n, D) float32 (float16 in compact copies for moving them
 elsewhere), `labels` (n, q) uint8, `image_names` (n,) and `label_names` (q,), with attributes
 naming the weights' checksum, the image size, the compute dtype, the block layout and a digest
-of every input (weights, settings, image bytes, labels).
+of what the features depend on (weights, settings, image names and bytes). Labels are not in the
+digest: they are read fresh from labels.csv, and a file whose features are current gets the
+current labels without extracting anything again.
 
 While extracting, each finished batch is written atomically to `<output>.parts/` as a small
 `.npz` file; a killed run resumes from those parts and recomputes only what is missing. The HDF5
 file is assembled last, under a temporary name, and renamed into place: a file at `output` is
 always complete. A rerun whose inputs digest matches the existing file returns it untouched.
+The output is checked first (`miml_jax.outputs`): never one of the dataset's files or the
+weights, never another program's file unless asked to overwrite it. Ctrl-C or a failed write
+ends with the finished batches kept and a message saying how far it got.
 """
 
 import contextlib
@@ -25,10 +30,15 @@ from absl import logging
 
 from miml_jax import atomic
 from miml_jax import datasets
+from miml_jax import home
+from miml_jax import outputs
+from miml_jax.errors import Interrupted
 from miml_jax.errors import UserError
 from miml_jax.features import extract
+from miml_jax.weights import hub
 
 FORMAT = 'miml_jax.features/1'
+KIND = FORMAT.split('/')[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +56,9 @@ class FeatureFile:
 
 
 def _inputs_digest(dataset: datasets.Dataset, weights_checksum: str, settings: dict) -> str:
+  """What the features depend on: weights, settings, and each image's name and bytes."""
   digest = hashlib.sha256()
-  digest.update(json.dumps([FORMAT, weights_checksum, settings, dataset.label_names],
-                           sort_keys=True).encode())
-  digest.update(np.ascontiguousarray(dataset.labels).tobytes())
+  digest.update(json.dumps([FORMAT, weights_checksum, settings], sort_keys=True).encode())
   for name, path in zip(dataset.image_names, dataset.image_paths):
     digest.update(name.encode() + b'\0')
     with open(path, 'rb') as f:
@@ -65,22 +74,6 @@ def _read_attrs(path, *keys) -> tuple:
       return tuple(f.attrs.get(k) for k in keys)
   except OSError:
     return (None,) * len(keys)
-
-
-@contextlib.contextmanager
-def _exclusive(path: str):
-  """Holds an exclusive advisory lock on `path` (created if needed): one writer per output."""
-  try:
-    import fcntl   # pylint: disable=g-import-not-at-top
-  except ImportError:   # not POSIX: no lock, concurrent writers are on their own
-    yield
-    return
-  with open(path, 'a') as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _remove_stale_temporaries(output: str) -> None:
@@ -117,25 +110,49 @@ def _load_parts(parts_dir: str, n: int, dim: int):
 
 def write_feature_file(dataset: datasets.Dataset, weights, output: str, *,
                        batch_size: int = 32, dtype: str = 'float32', image_size: int = 224,
-                       progress: bool = True) -> str:
+                       progress: bool = True, overwrite: bool = False) -> str:
   """Extracts `dataset`'s features into the HDF5 file `output`, resuming or reusing; returns it.
 
-  weights: a converted weights file path, or (params, WeightsInfo).
+  weights: a converted weights file path, or (params, WeightsInfo). overwrite: replace a file at
+  `output` that is not a feature file (by default that is refused, as is an output that is one
+  of the dataset's files or the weights).
   """
   output = os.fspath(output)
+  extract.check_sizes(batch_size, image_size, dtype)
+  inputs = dataset_inputs(dataset)
+  if not isinstance(weights, tuple):
+    inputs.add(hub.path_of(weights))
+  outputs.check_file(output, inputs, kind=KIND, overwrite=overwrite)
   params, info = extract.resolve_weights(weights)
   num_fc = extract.num_fc_for(info, image_size)
   feature_layout = extract.layout(num_fc)
   # batch_size is left out: features do not depend on it (checked by the tests).
   settings = {'image_size': image_size, 'dtype': dtype, 'layout': feature_layout.blocks}
   key = _inputs_digest(dataset, info.checksum, settings)
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   # A second run on the same output waits here, then finds the first one's file up to date.
-  with _exclusive(output + '.lock'):
+  with atomic.exclusive(output + '.lock'):
     _remove_stale_temporaries(output)
     return _write_locked(dataset, params, info, output, key, feature_layout,
                          batch_size=batch_size, dtype=dtype, image_size=image_size,
                          progress=progress)
+
+
+def dataset_inputs(dataset: datasets.Dataset) -> outputs.Inputs:
+  """The files of a dataset, as inputs no output may overwrite."""
+  return outputs.Inputs([os.path.join(dataset.root, 'labels.csv'), *dataset.image_paths])
+
+
+def _with_current_labels(output: str, dataset: datasets.Dataset) -> None:
+  """Rewrites the labels of the feature file `output` if labels.csv has changed since."""
+  with h5py.File(output, 'r') as f:
+    labels = np.asarray(f['labels'])
+    names = tuple(s.decode() if isinstance(s, bytes) else s for s in f['label_names'][()])
+  if names == tuple(dataset.label_names) and np.array_equal(labels, dataset.labels):
+    return
+  logging.info('%s: labels.csv changed, labels updated (features reused)', output)
+  data = read_feature_file(output)
+  save_feature_file(dataclasses.replace(data, labels=dataset.labels,
+                                        label_names=tuple(dataset.label_names)), output)
 
 
 def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_size, dtype,
@@ -145,6 +162,7 @@ def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_s
     inputs, storage = _read_attrs(output, 'inputs_sha256', 'storage_dtype')
     if inputs == key and storage in (None, 'float32'):
       logging.info('%s: up to date, reused', output)
+      _with_current_labels(output, dataset)
       return output
     logging.info('%s: made from other inputs, stored in reduced precision, or unreadable; '
                  'recomputing', output)
@@ -173,27 +191,40 @@ def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_s
   batches = extract.iter_feature_batches([paths[i] for i in todo], (params, info),
                                          batch_size=batch_size, dtype=dtype,
                                          image_size=image_size, progress=progress)
-  for local, x in batches:
-    idx = todo[local]
-    feats[idx] = x
-    with atomic.atomic_path(os.path.join(parts_dir, f'part-{idx[0]:07d}.npz'), '.npz') as tmp:
-      with open(tmp, 'wb') as f:
-        np.savez(f, indices=idx, features=x)
+  kept = lambda: f'{int(done.sum())} of {n} images done, kept in {parts_dir}'
+
+  try:
+    # Closed on any exit, so that the progress bar ends its line before a message is printed.
+    with contextlib.closing(batches):
+      for local, x in batches:
+        idx = todo[local]
+        feats[idx] = x
+        part = os.path.join(parts_dir, f'part-{idx[0]:07d}.npz')
+        with atomic.atomic_path(part, '.npz') as tmp, open(tmp, 'wb') as f:
+          np.savez(f, indices=idx, features=x)
+        done[idx] = True
+  except KeyboardInterrupt:
+    raise Interrupted(f'rerun to resume: {kept()}') from None
+  except UserError as e:
+    raise UserError(f'{e} ({kept()}; a rerun resumes from them)') from None
 
   if not np.all(np.isfinite(feats)):
     raise UserError(f'{output}: extraction produced NaN or infinite features; '
                     f'check the weights file')
-  save_feature_file(FeatureFile(feats, dataset.labels, tuple(dataset.image_names),
-                                tuple(dataset.label_names), {
-                                    'format': FORMAT,
-                                    'dataset': dataset.name,
-                                    'weights_sha256': info.checksum,
-                                    'weights_source': info.source,
-                                    'image_size': image_size,
-                                    'dtype': dtype,
-                                    'layout': json.dumps(feature_layout.blocks),
-                                    'inputs_sha256': key,
-                                }), output)
+  try:
+    save_feature_file(FeatureFile(feats, dataset.labels, tuple(dataset.image_names),
+                                  tuple(dataset.label_names), {
+                                      'format': FORMAT,
+                                      'dataset': dataset.name,
+                                      'weights_sha256': info.checksum,
+                                      'weights_source': info.source,
+                                      'image_size': image_size,
+                                      'dtype': dtype,
+                                      'layout': json.dumps(feature_layout.blocks),
+                                      'inputs_sha256': key,
+                                  }), output)
+  except UserError as e:
+    raise UserError(f'{e} ({kept()}; a rerun resumes from them)') from None
   shutil.rmtree(parts_dir, ignore_errors=True)
   return output
 
@@ -255,13 +286,21 @@ def read_feature_file(path) -> FeatureFile:
   return result
 
 
-def cached_features(dataset: datasets.Dataset, weights_path: str, cache_dir: str, *,
-                    image_size: int = 224):
-  """(FeatureFile, WeightsInfo): the dataset's features, kept in
-  `<cache_dir>/<dataset>_<weights file stem>[_<size>].h5`, extracted only when missing or stale."""
-  params, info = extract.resolve_weights(weights_path)
-  stem = os.path.splitext(os.path.basename(weights_path))[0]
+def cache_path(dataset: datasets.Dataset, weights, cache_dir=None, *,
+               image_size: int = 224) -> str:
+  """Where `cached_features` keeps a dataset's features:
+  `<cache_dir>/<dataset>_<weights file stem>[_<size>].h5`; cache_dir None: the user cache's
+  `features/` (`miml_jax.home`). A weights name and its converted file share one feature file."""
+  stem = os.path.splitext(os.path.basename(hub.path_of(weights)))[0]
   size = '' if image_size == 224 else f'_{image_size}'
-  path = os.path.join(cache_dir, f'{dataset.name}_{stem}{size}.h5')
-  return read_feature_file(write_feature_file(dataset, (params, info), path,
-                                              image_size=image_size)), info
+  folder = home.cache_dir('features') if cache_dir is None else os.fspath(cache_dir)
+  return os.path.join(folder, f'{dataset.name}_{stem}{size}.h5')
+
+
+def cached_features(dataset: datasets.Dataset, weights, cache_dir=None, *,
+                    image_size: int = 224) -> FeatureFile:
+  """The dataset's features, kept at `cache_path`, extracted only when missing or stale (a
+  damaged file there is replaced: the cache folder's files are ours)."""
+  path = cache_path(dataset, weights, cache_dir, image_size=image_size)
+  return read_feature_file(write_feature_file(dataset, weights, path, image_size=image_size,
+                                              overwrite=True))

@@ -5,19 +5,33 @@ training split in which a label has only one class; such a label gets w = 0 and 
 decision of ±1 towards the one class seen (what LIBLINEAR's own `train` predicts).
 """
 
+import re
+
 import joblib
 import numpy as np
+import sklearn
 from sklearn.linear_model import LogisticRegression
 
 from miml_jax.solvers.objective import LogisticFit
 
 
+def sklearn_penalty(penalty: str) -> dict:
+  """How the installed scikit-learn asks liblinear for `penalty`. From 1.8, `l1_ratio` chooses
+  it and `penalty=` is deprecated; before, `l1_ratio` is ignored unless penalty='elasticnet'
+  (which liblinear refuses), so an L1 fit must say penalty='l1'."""
+  major, minor = (int(re.match(r'\d+', part).group())
+                  for part in sklearn.__version__.split('.')[:2])
+  if (major, minor) >= (1, 8):
+    return {'l1_ratio': 1.0 if penalty == 'l1' else 0.0}
+  return {'penalty': penalty}
+
+
 def _fit_one(Xs, y, penalty, C, tol, fit_intercept, intercept_scaling, max_iter):
   if y.min() == y.max():
     return np.zeros(Xs.shape[1]), (1.0 if y[0] > 0 else -1.0), 0, True
-  clf = LogisticRegression(solver='liblinear', l1_ratio=1.0 if penalty == 'l1' else 0.0, C=C,
-                           tol=tol, fit_intercept=fit_intercept,
-                           intercept_scaling=intercept_scaling, max_iter=max_iter)
+  clf = LogisticRegression(solver='liblinear', C=C, tol=tol, fit_intercept=fit_intercept,
+                           intercept_scaling=intercept_scaling, max_iter=max_iter,
+                           **sklearn_penalty(penalty))
   clf.fit(Xs, y)
   n_iter = int(np.max(clf.n_iter_))
   return clf.coef_[0], float(clf.intercept_[0]) if fit_intercept else 0.0, n_iter, \

@@ -14,7 +14,8 @@ first-order methods need thousands of iterations, Newton's method needs a few te
 Each step tries a few step lengths at once (the margins are linear in the step length, so this
 costs no extra product with X̃) and keeps the best, so F never increases. A problem stops when
 ||∇F|| <= tol ||∇F(0)||, the criterion of liblinear's own L2 solvers, or when no step length
-lowers F any more (then `converged` stays False).
+lowers F any more (then `converged` stays False). ||∇F|| is `objective.optimality` for L2, the
+measure every solver here stops on.
 """
 
 import functools

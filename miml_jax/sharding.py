@@ -34,24 +34,35 @@ def global_mesh() -> Mesh | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _split_mapped(fn, mesh: Mesh, split: tuple[bool, ...], static: tuple):
-  specs = tuple(PartitionSpec(AXIS) if sp else PartitionSpec() for sp in split)
-  mapped = jax.shard_map(functools.partial(fn, **dict(static)), mesh=mesh, in_specs=specs,
+def _split_mapped(fn, mesh: Mesh, problem_specs, n_split: int, n_shared: int, static: tuple):
+  specs = (problem_specs, *[PartitionSpec(AXIS)] * n_split, *[PartitionSpec()] * n_shared)
+  mapped = jax.shard_map(lambda *args: fn(*args, **dict(static)), mesh=mesh, in_specs=specs,
                          out_specs=PartitionSpec(AXIS), check_vma=False)
   return jax.jit(mapped)
 
 
-def map_splits(fn, mesh: Mesh | None, split: tuple[bool, ...], *args, **static):
-  """fn(*args, **static) with each device running fn on its own share of the splits.
+def map_splits(fn, mesh: Mesh | None, problem, *split_args, shared=(), **static):
+  """fn(problem, *split_args, *shared, **static), each device running fn on its own share of
+  the splits.
 
-  split: per argument, whether its leading axis is the split axis (placed with
-  `shard_leading`) or it is replicated; every output has the split axis first. The devices
-  never wait for one another (no collective inside fn), so a device whose splits are solved
-  stops early. Compiled once per (fn, mesh, split, static).
+  problem: a `miml_jax.solvers.problem.Problem`, placed with `place`; its own structure says
+  which fields carry the split axis (`Problem.partition_specs`). split_args have the split axis
+  first too; `shared` are replicated. Every output has the split axis first. The devices never
+  wait for one another (no collective inside fn), so a device whose splits are solved stops
+  early. Compiled once per (fn, mesh, problem structure, argument counts, static).
   """
   if mesh is None:
-    return fn(*args, **static)
-  return _split_mapped(fn, mesh, tuple(split), tuple(sorted(static.items())))(*args)
+    return fn(problem, *split_args, *shared, **static)
+  mapped = _split_mapped(fn, mesh, problem.partition_specs(AXIS), len(split_args), len(shared),
+                         tuple(sorted(static.items())))
+  return mapped(problem, *split_args, *shared)
+
+
+def place(problem, mesh: Mesh | None, splits: int):
+  """The problem with its per-split fields padded to `splits` (repeats of the first split, work
+  to throw away) and split over the mesh, its other fields replicated."""
+  problem = problem.map_splits(lambda a: shard_leading(pad_leading(a, splits), mesh))
+  return problem.map_shared(lambda a: replicate(a, mesh))
 
 
 def gather(x):

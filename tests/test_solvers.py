@@ -1,5 +1,6 @@
 """The batched JAX solvers against scikit-learn's liblinear, at the same C and a tight tolerance."""
 
+import dataclasses
 from unittest import mock
 
 import jax
@@ -321,3 +322,27 @@ def test_converged_means_the_optimum_on_badly_scaled_float32(method, penalty):
   converged = np.asarray(fit.converged)
   assert np.all(gap[converged] <= 1e-5), (gap, converged, np.asarray(fit.kkt))
   np.testing.assert_array_equal(converged, np.asarray(fit.kkt) <= 1e-7)
+
+
+def test_the_solver_api_as_the_readme_shows_it():
+  """A solver is a frozen dataclass; run(problem) gives (Params, SolverState), the same as
+  fit_logistic's."""
+  from miml_jax.solvers import FISTA, NewtonL2, ProxNewtonL1, make_problem
+  rng = np.random.default_rng(21)
+  X, Y = cnn_like(rng, n=80, d=20, L=2)
+  masks = np.stack([rng.permutation(80) < 50 for _ in range(3)])
+  shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  with jax.enable_x64(False):
+    problem = make_problem(X.astype(np.float32), Y, masks, shift, scale, C=0.5)
+    for solver, kwargs in ((ProxNewtonL1(tol=1e-6), {}),
+                           (NewtonL2(tol=1e-6), {'penalty': 'l2'}),
+                           (FISTA(penalty='l1', tol=1e-6), {'method': 'fista'})):
+      params, state = solver.run(problem)
+      fit = fit_logistic(X.astype(np.float32), Y, C=0.5, tol=1e-6, train_mask=masks,
+                         shift=shift, scale=scale, **kwargs)
+      np.testing.assert_allclose(params.coef, fit.coef, rtol=1e-5, atol=1e-6)
+      np.testing.assert_array_equal(state.iter_num, fit.n_iter)
+      np.testing.assert_array_equal(state.converged, np.asarray(state.error) <= 1e-6)
+      assert state.objective.shape == (3, 2)
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    solver.tol = 1.0

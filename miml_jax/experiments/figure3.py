@@ -25,27 +25,17 @@ from miml_jax import input_flags
 from miml_jax import metrics
 from miml_jax import paper
 from miml_jax import runtime_flags
-from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.errors import Interrupted
 from miml_jax.errors import UserError
 from miml_jax.experiments import data_flags
+from miml_jax.experiments import protocol_flags
 
 _TRAIN_SIZES = flags.DEFINE_list('train_sizes', None, 'Training images per repetition '
                                  '(default: from 25 up to Table 1\'s 2/3).')
-_SPLITS = flags.DEFINE_integer('splits', 30, 'Repetitions per size.')
-_TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, "Table 1's training share.")
-_C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
-_SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
-_SOLVERS = flags.DEFINE_list('solvers', ['newton_l1', 'newton_l2'],
-                             f'Methods, of {", ".join(evaluation.METHODS)}.')
-_TOL = flags.DEFINE_float(
-    'tol', None, 'Tolerance of every solver but liblinear_paper (default: each its own, ' +
-    ', '.join(f'{k} {v:g}' for k, v in evaluation.TOLS.items()) + ').')
-_MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
-_N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'Parallel liblinear fits.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
 flags.adopt_module_key_flags(data_flags)
+flags.adopt_module_key_flags(protocol_flags)
 flags.adopt_module_key_flags(input_flags)
 
 FORMAT = 'miml_jax.figure3/1'
@@ -124,27 +114,22 @@ def train_sizes(n_train: int) -> list[int]:
 
 def main(argv):
   cli.no_arguments(argv)
-  solvers = [evaluation.method_name(m)
-             for m in cli.choices(_SOLVERS, evaluation.METHODS + tuple(evaluation.RENAMED))]
-  cli.positive(_C)
-  if _TOL.value is not None:
-    cli.positive(_TOL)
-  cli.at_least(_MAX_ITER, 1)
-  cli.processes(_N_JOBS)
+  solvers = protocol_flags.methods()
   source = data_flags.one_source()
-  data_flags.check_split_flags(_SPLITS, _TRAIN_FRACTION, [source])
-  sizes = train_sizes(int(round(_TRAIN_FRACTION.value * source.n_images)))
+  n_splits, fraction = protocol_flags.SPLITS.value, protocol_flags.TRAIN_FRACTION.value
+  data_flags.check_split_flags(protocol_flags.SPLITS, protocol_flags.TRAIN_FRACTION, [source])
+  sizes = train_sizes(int(round(fraction * source.n_images)))
   out = data_flags.check_results(os.path.join(_OUTPUT_DIR.value, f'figure3_{source.name}'),
                                  EXTENSIONS, source.inputs, FORMAT.split('/')[0])
   runtime_flags.apply()
   dataset_name, data = source.name, source.load()
   X, Y = data.features, data.labels.astype(np.float64)
-  full = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
-                              data_flags.SEED.value)
+  full = splits.random_splits(len(X), n_splits, fraction, data_flags.SEED.value)
   settings = {'format': FORMAT, 'dataset': dataset_name, 'n_images': int(len(X)),
-              'splits': _SPLITS.value, 'seed': data_flags.SEED.value,
-              'train_fraction': _TRAIN_FRACTION.value, 'C': _C.value,
-              'scaling': _SCALING.value, 'weights_sha256': data.attrs['weights_sha256'],
+              'splits': n_splits, 'seed': data_flags.SEED.value,
+              'train_fraction': fraction, 'C': protocol_flags.C.value,
+              'scaling': protocol_flags.SCALING.value,
+              'weights_sha256': data.attrs['weights_sha256'],
               'methods': solvers}
   result = {**settings, 'points': {m: [] for m in solvers},
             'best_baseline': paper.best_baseline(dataset_name)
@@ -164,11 +149,10 @@ def main(argv):
       if done(k):
         continue
       # The first k rows of each Table 1 split's own permutation: nested in its training part.
-      masks = splits.random_splits(len(X), _SPLITS.value, seed=data_flags.SEED.value,
+      masks = splits.random_splits(len(X), n_splits, seed=data_flags.SEED.value,
                                    n_train=k)
-      runs = evaluation.run(X, Y, masks, solvers, test_masks=~full, C=_C.value,
-                            scaling_kind=_SCALING.value, tol=_TOL.value, max_iter=_MAX_ITER.value,
-                            n_jobs=_N_JOBS.value, progress=True)
+      runs = evaluation.run(X, Y, masks, solvers, test_masks=~full,
+                            **protocol_flags.run_kwargs())
       for method, r in runs.items():
         result['points'][method] = sorted(
             [p for p in result['points'][method] if p['train_images'] != k]

@@ -28,27 +28,17 @@ from miml_jax import evaluation
 from miml_jax import input_flags
 from miml_jax import paper
 from miml_jax import runtime_flags
-from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.experiments import data_flags
+from miml_jax.experiments import protocol_flags
 
-_SPLITS = flags.DEFINE_integer('splits', 30, 'Random train/test splits.')
-_TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, 'Training share of each split.')
-_C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength (liblinear C).')
-_SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS),
-                             'Feature scaling for all methods but liblinear_paper.')
-_SOLVERS = flags.DEFINE_list(
-    'solvers', ['newton_l1', 'newton_l2', 'liblinear_l1', 'liblinear_paper'],
-    f'Methods, of {", ".join(evaluation.METHODS)}. The default takes about 4 minutes on scene '
-    f'on two CPU cores once features are extracted (about 9 the first time); liblinear_l2 adds '
-    f'10 to 25.')
-_TOL = flags.DEFINE_float(
-    'tol', None, 'Tolerance of every solver but liblinear_paper (default: each its own, ' +
-    ', '.join(f'{k} {v:g}' for k, v in evaluation.TOLS.items()) + ').')
-_MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
-_N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'Parallel liblinear fits.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
+flags.FLAGS.set_default('solvers', ['newton_l1', 'newton_l2', 'liblinear_l1', 'liblinear_paper'])
+flags.FLAGS['solvers'].help += (' The default takes about 4 minutes on scene on two CPU cores once '
+                                'features are extracted (about 9 the first time); liblinear_l2 '
+                                'adds 10 to 25.')
 flags.adopt_module_key_flags(data_flags)
+flags.adopt_module_key_flags(protocol_flags)
 flags.adopt_module_key_flags(input_flags)
 
 FORMAT = 'miml_jax.table1/1'
@@ -91,8 +81,7 @@ def markdown(result: dict) -> str:
 
 def command_line() -> str:
   """This run's own flags, as a command that repeats it."""
-  holders = (*data_flags.HOLDERS, _SPLITS, _TRAIN_FRACTION, _C,
-             _SCALING, _SOLVERS, _TOL, _MAX_ITER, _N_JOBS, _OUTPUT_DIR)
+  holders = (*data_flags.HOLDERS, *protocol_flags.HOLDERS, _OUTPUT_DIR)
   if data_flags.FEATURES.value:   # a feature file needs no images, weights or cache
     holders = [h for h in holders if h.name not in ('data_dir', 'weights', 'cache_dir')]
   args = [f'--{h.name}={",".join(h.value) if isinstance(h.value, list) else h.value}'
@@ -104,11 +93,9 @@ def run_dataset(dataset_name: str, data, out: str) -> float:
   """Table 1 of one dataset: fits, scores, prints and writes its files `<out>.json/.md/.npz`;
   returns the seconds its methods took to fit."""
   X, Y = data.features, data.labels.astype(np.float64)
-  masks = splits.random_splits(len(X), _SPLITS.value, _TRAIN_FRACTION.value,
-                               data_flags.SEED.value)
-  results = evaluation.run(X, Y, masks, _SOLVERS.value, C=_C.value,
-                           scaling_kind=_SCALING.value, tol=_TOL.value, max_iter=_MAX_ITER.value,
-                           n_jobs=_N_JOBS.value, progress=True)
+  masks = splits.random_splits(len(X), protocol_flags.SPLITS.value,
+                               protocol_flags.TRAIN_FRACTION.value, data_flags.SEED.value)
+  results = evaluation.run(X, Y, masks, protocol_flags.methods(), **protocol_flags.run_kwargs())
   result = {
       'format': FORMAT,
       'dataset': dataset_name, 'n_images': int(len(X)), 'n_labels': int(Y.shape[1]),
@@ -116,9 +103,10 @@ def run_dataset(dataset_name: str, data, out: str) -> float:
       'weights': {'file': None if data_flags.FEATURES.value else data_flags.WEIGHTS.value,
                   'source': data.attrs['weights_source'],
                   'sha256': data.attrs['weights_sha256']},
-      'splits': _SPLITS.value, 'train_fraction': _TRAIN_FRACTION.value,
+      'splits': protocol_flags.SPLITS.value,
+      'train_fraction': protocol_flags.TRAIN_FRACTION.value,
       'seed': data_flags.SEED.value,
-      'C': _C.value, 'scaling': _SCALING.value,
+      'C': protocol_flags.C.value, 'scaling': protocol_flags.SCALING.value,
       'methods': {m: evaluation.summary(r) for m, r in results.items()},
       'solver_agreement': evaluation.agreement(results, Y, masks),
   }
@@ -145,14 +133,9 @@ def run_dataset(dataset_name: str, data, out: str) -> float:
 
 def main(argv):
   cli.no_arguments(argv)
-  cli.choices(_SOLVERS, evaluation.METHODS + tuple(evaluation.RENAMED))
-  cli.positive(_C)
-  if _TOL.value is not None:
-    cli.positive(_TOL)
-  cli.at_least(_MAX_ITER, 1)
-  cli.processes(_N_JOBS)
+  protocol_flags.methods()
   sources = data_flags.sources()
-  data_flags.check_split_flags(_SPLITS, _TRAIN_FRACTION, sources)
+  data_flags.check_split_flags(protocol_flags.SPLITS, protocol_flags.TRAIN_FRACTION, sources)
   # Every result file is checked before the first dataset's features are extracted.
   stems = [data_flags.check_results(os.path.join(_OUTPUT_DIR.value, f'table1_{source.name}'),
                                     EXTENSIONS, source.inputs, FORMAT.split('/')[0])

@@ -28,18 +28,22 @@ measure as the Newton solvers') falls below `tol`, checked every `_CHECK_EVERY` 
 stopped problems are frozen while the others go on, all inside one `lax.while_loop`.
 """
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from miml_jax import sharding
 from miml_jax.solvers import design as splits_design
 from miml_jax.solvers.objective import HIGHEST as _HIGHEST
-from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.objective import loss_terms as _loss_terms
 from miml_jax.solvers.objective import optimality
 from miml_jax.solvers.objective import penalty_value as _penalty
+from miml_jax.solvers.problem import Params
+from miml_jax.solvers.problem import Problem
+from miml_jax.solvers.problem import SolverState
 
 # Bisection/Newton steps of the metric prox's scalar root: bisection alone halves the bracket
 # each step, so 100 reach float64's resolution from any bracket; Newton usually ends it in 2-3.
@@ -52,6 +56,33 @@ _POWER_STEPS = 50
 # The stopping measure costs one more product with the data: taken every 10 iterations, it adds
 # a tenth to the cost and stops a problem at most 9 iterations late.
 _CHECK_EVERY = 10
+# The power iteration approaches the top eigenvalue from below: 5% more keeps M a majoriser.
+_EIGEN_MARGIN = 1.05
+# Features whose std is below this fraction of the largest count as constant (their scale is 1).
+_CONSTANT = 1e-6
+# A step uphill by less than this many eps of |F| is rounding, not a reason to restart.
+_UPHILL_EPS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class FISTA:
+  """FISTA in a diagonal-plus-rank-one metric, with safeguarded Newton steps on `newton_block`
+  coordinates every `newton_every` iterations (module docstring); None: every 10 for L1, never
+  for L2. run(problem) -> (Params, SolverState)."""
+  penalty: str = 'l1'
+  tol: float = 1e-4
+  max_iter: int = 10_000
+  newton_every: int | None = None
+  newton_block: int = 256
+
+  def run(self, problem: Problem, mesh=None) -> tuple[Params, SolverState]:
+    every = self.newton_every
+    if every is None:
+      every = 10 if self.penalty == 'l1' else 0
+    tol = jnp.asarray(self.tol, problem.X.dtype)
+    return sharding.map_splits(solve, mesh, problem, shared=(tol,), penalty=self.penalty,
+                               max_iter=self.max_iter, newton_every=every,
+                               newton_block=self.newton_block)
 
 
 def _top_eigenvalue(X, mask, mean, std, key):
@@ -89,9 +120,9 @@ def _metric(X, mask, shift, scale, intercept_scaling, fit_intercept):
   centre = X.mean(axis=0)
   raw_var = mask @ jnp.square(X - centre) / m - jnp.square(raw_mean - centre)
   raw_std = jnp.sqrt(jnp.clip(raw_var, 0.0))
-  safe = jnp.where(raw_std > 1e-6 * raw_std.max(axis=1, keepdims=True), raw_std, 1.0)
+  safe = jnp.where(raw_std > _CONSTANT * raw_std.max(axis=1, keepdims=True), raw_std, 1.0)
   # 5% above the power-iteration estimate, which approaches λmax from below.
-  lam = 1.05 * _top_eigenvalue(X, mask, raw_mean, safe, jax.random.key(0))
+  lam = _EIGEN_MARGIN * _top_eigenvalue(X, mask, raw_mean, safe, jax.random.key(0))
   mean = (raw_mean - shift) / scale
   diag = lam[:, None] * jnp.square(safe / scale)
   if fit_intercept:
@@ -178,11 +209,13 @@ class _State(NamedTuple):
   it: jax.Array        # ()
 
 
-@functools.partial(jax.jit, static_argnames=('penalty', 'fit_intercept', 'max_iter',
-                                             'newton_every', 'newton_block'))
-def solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_intercept,
-           max_iter, newton_every, newton_block):
-  """FISTA on X: (n, d), Y: (n, L), mask: (S, n), shift/scale: (S, d); see `fit_logistic`."""
+@functools.partial(jax.jit, static_argnames=('penalty', 'max_iter', 'newton_every',
+                                             'newton_block'))
+def solve(problem: Problem, tol, *, penalty, max_iter, newton_every, newton_block):
+  """FISTA on every problem of `problem` to relative tolerance `tol`; weights in raw units."""
+  X, Y, mask, shift, scale, C = (problem.X, problem.Y, problem.mask, problem.shift,
+                                 problem.scale, problem.C)
+  intercept_scaling, fit_intercept = problem.intercept_scaling, problem.fit_intercept
   n, dim = X.shape
   S, L = mask.shape[0], Y.shape[1]
   dtype = X.dtype
@@ -301,7 +334,7 @@ def solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_i
     xz_new = margins(z_new)
     f_new = total(z_new, xz_new)
     # Uphill beyond rounding: at the optimum, steps that only shuffle the last bits are fine.
-    worse = f_new > s.f + 64 * jnp.finfo(dtype).eps * jnp.abs(s.f)
+    worse = f_new > s.f + _UPHILL_EPS * jnp.finfo(dtype).eps * jnp.abs(s.f)
     keep = s.done | worse   # restart: reject an uphill step and drop the momentum
     sel = lambda a, b: jnp.where(keep[:, None, :], a, b)
     frozen = lambda a, b: jnp.where(s.done[:, None, :], a, b)
@@ -330,4 +363,4 @@ def solve(X, Y, mask, shift, scale, C, intercept_scaling, tol, *, penalty, fit_i
   s = jax.lax.while_loop(cond, body_with_newton, state)
   s = check(s)   # where the loop ended between checks
   coef, intercept = splits_design.raw_weights(design, s.z, raw_shift)
-  return LogisticFit(coef, intercept, s.f, s.n_iter, s.done, s.kkt)
+  return Params(coef, intercept), SolverState(s.n_iter, s.kkt, s.f, s.done)

@@ -1,14 +1,13 @@
 """`fit_logistic`: every label's (and every split's) regularised logistic regression in one call.
 
 By default both penalties are solved by Newton-type methods: L1 by proximal Newton on a working
-set (`miml_jax.solvers.prox_newton`, liblinear's own method batched), L2 by Newton's method in
-sample space (`miml_jax.solvers.newton`); FISTA (`miml_jax.solvers.fista`) remains for either.
-All solve liblinear's objective (`miml_jax.solvers.objective`).
+set (`prox_newton.ProxNewtonL1`, liblinear's own method batched), L2 by Newton's method in sample
+space (`newton.NewtonL2`); `fista.FISTA` solves either. All solve liblinear's objective
+(`miml_jax.solvers.objective`) for a `problem.Problem`, and stop on the same optimality measure.
+This function checks its arguments, builds the problem, spreads it over the devices and returns
+the solver's (Params, SolverState) as one `LogisticFit`.
 """
 
-import functools
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -18,6 +17,7 @@ from miml_jax.solvers import fista
 from miml_jax.solvers import newton
 from miml_jax.solvers import prox_newton
 from miml_jax.solvers.objective import LogisticFit
+from miml_jax.solvers.problem import make_problem
 
 METHODS = ('auto', 'fista', 'newton')
 
@@ -64,9 +64,7 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     raise UserError(f"penalty must be 'l1' or 'l2', got {penalty!r}")
   if method not in METHODS:
     raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
-  if l1_subproblem is None:
-    l1_subproblem = 'cd' if jax.devices()[0].platform == 'cpu' else 'fista'
-  if l1_subproblem not in prox_newton.SUBPROBLEMS:
+  if l1_subproblem is not None and l1_subproblem not in prox_newton.SUBPROBLEMS:
     raise UserError(f'l1_subproblem must be one of {", ".join(prox_newton.SUBPROBLEMS)}, got '
                     f'{l1_subproblem!r}')
   X = jnp.asarray(X)
@@ -79,61 +77,41 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     raise UserError('Y must hold only 0 and 1')
   if not bool(jnp.all(jnp.isfinite(X))):
     raise UserError('X holds NaN or infinite values')
-  if np.any(np.asarray(C) <= 0) or intercept_scaling <= 0:
-    raise UserError('C and intercept_scaling must be positive')
+  for name, value in (('C', C), ('intercept_scaling', intercept_scaling), ('tol', tol)):
+    value = np.asarray(value, np.float64)
+    if not np.all(np.isfinite(value)) or np.any(value <= 0):
+      raise UserError(f'{name} must be finite and positive')
+  if int(max_iter) < 1:
+    raise UserError('max_iter must be at least 1')
   single = train_mask is None
   mask = np.ones((1, X.shape[0]), bool) if single else np.asarray(train_mask, bool)
   if mask.ndim != 2 or mask.shape[1] != X.shape[0]:
     raise UserError(f'train_mask must be (S, n={X.shape[0]}); got {mask.shape}')
   if not mask.any(axis=1).all():
     raise UserError('every train mask must select at least one row')
-  S, d = mask.shape[0], X.shape[1]
-  shift = jnp.broadcast_to(jnp.zeros(d, X.dtype) if shift is None else
-                           jnp.asarray(shift, X.dtype), (S, d))
-  scale = jnp.broadcast_to(jnp.ones(d, X.dtype) if scale is None else
-                           jnp.asarray(scale, X.dtype), (S, d))
-  if not bool(jnp.all(scale > 0)):
+  S = mask.shape[0]
+  if not bool(jnp.all(jnp.asarray(scale if scale is not None else 1.0) > 0)):
     raise UserError('scale must be positive')
-  C = jnp.broadcast_to(jnp.asarray(C, X.dtype), (Y.shape[1],))
-  s0 = jnp.asarray(intercept_scaling, X.dtype)
-  tol = jnp.asarray(tol, X.dtype)
-  static = dict(fit_intercept=fit_intercept, max_iter=int(max_iter))
-  block = 256 if newton_block is None else int(newton_block)
-  # Splits are independent problems: shard them over all devices, of all processes (padded with
+  problem = make_problem(X, Y, mask, 0.0 if shift is None else shift,
+                         1.0 if scale is None else scale, C, intercept_scaling, fit_intercept)
+  if method == 'fista':
+    solver = fista.FISTA(penalty=penalty, tol=float(tol), max_iter=int(max_iter),
+                         newton_every=None if newton_every is None else int(newton_every),
+                         newton_block=prox_newton.BLOCK if newton_block is None
+                         else int(newton_block))
+  elif penalty == 'l2':
+    solver = newton.NewtonL2(tol=float(tol), max_iter=int(max_iter))
+  else:
+    solver = prox_newton.ProxNewtonL1(
+        tol=float(tol), max_iter=int(max_iter), subproblem=l1_subproblem,
+        block=prox_newton.BLOCK if newton_block is None else int(newton_block))
+  # Splits are independent problems: spread over all devices, of all processes (padded with
   # copies of the first split, dropped below); the data and labels are replicated.
   mesh = sharding.global_mesh()
-  padded = sharding.padded(S, mesh)
-  split_axis = lambda a: sharding.shard_leading(sharding.pad_leading(a, padded), mesh)
-  X, Yd = sharding.replicate((X, jnp.asarray(Y, X.dtype)), mesh)
-  shift, scale = split_axis(shift), split_axis(scale)
-  C, s0, tol = sharding.replicate((C, s0, tol), mesh)
-  # Each solver runs per device on its share of the splits: the flags say which arguments have
-  # the split axis first (the others are replicated).
-  if method != 'fista':
-    rows, valid = (split_axis(a) for a in newton.training_rows(mask))
-    if penalty == 'l2':
-      fit = sharding.map_splits(
-          newton.solve, mesh, (False, False, True, True, True, True, False, False, False),
-          X, Yd, rows, valid, shift, scale, C, s0, tol, **static)
-    else:
-      z0 = split_axis(np.zeros((S, d + int(fit_intercept), Y.shape[1]), X.dtype))
-      fit = prox_newton.solve_growing(
-          functools.partial(sharding.map_splits, prox_newton.solve, mesh,
-                            (False, False, True, True, True, True, True, False, False, False,
-                             True, False)),
-          X, Yd, split_axis(mask.astype(X.dtype)), rows, valid, shift, scale, C, s0, tol, z0,
-          max_iter=int(max_iter), block=block,
-          fit_intercept=fit_intercept, subproblem=l1_subproblem)
-  else:
-    fit = sharding.map_splits(
-        fista.solve, mesh, (False, False, True, True, True, False, False, False),
-        X, Yd, split_axis(mask.astype(X.dtype)), shift, scale, C, s0, tol, penalty=penalty,
-        newton_every=(10 if penalty == 'l1' else 0) if newton_every is None
-        else int(newton_every),
-        newton_block=block, **static)
-  fit = LogisticFit(*(sharding.gather(a) for a in fit))
-  if padded != S:
-    fit = LogisticFit(*(a[:S] for a in fit))
+  params, state = solver.run(sharding.place(problem, mesh, sharding.padded(S, mesh)), mesh)
+  fit = LogisticFit(params.coef, params.intercept, state.objective, state.iter_num,
+                    state.converged, state.error)
+  fit = LogisticFit(*(sharding.gather(a)[:S] for a in fit))
   if single:
     fit = LogisticFit(*(a[0] for a in fit))
   return fit

@@ -12,42 +12,52 @@ on the split only, so it is formed once and shared by all labels. On these featu
 first-order methods need thousands of iterations, Newton's method needs a few tens.
 
 Each step tries a few step lengths at once (the margins are linear in the step length, so this
-costs no extra product with X̃) and keeps the best, so F never increases. A problem stops when
+costs no extra product with X̃) and keeps the best, so F never increases beyond rounding
+(`miml_jax.solvers.steps`). A problem stops when
 ||∇F|| <= tol ||∇F(0)||, the criterion of liblinear's own L2 solvers, or when no step length
 lowers F any more (then `converged` stays False). ||∇F|| is `objective.optimality` for L2, the
 measure every solver here stops on.
 """
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from miml_jax import sharding
+from miml_jax.solvers import steps
 from miml_jax.solvers.objective import HIGHEST
-from miml_jax.solvers.objective import LogisticFit
+from miml_jax.solvers.problem import Params
+from miml_jax.solvers.problem import Problem
+from miml_jax.solvers.problem import SolverState
 
-_LENGTHS = 12
+# The Cholesky factor is taken of I + RKR plus this many float eps times its largest diagonal
+# entry: the smallest jitter that keeps float32 factorisations of raw-feature systems defined.
+_JITTER_EPS = 16
 
 
-def training_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(S, m) indices of each split's training rows, padded to the largest split, and validity."""
-  counts = mask.sum(axis=1)
-  m = int(counts.max())
-  rows = np.zeros((len(mask), m), np.int32)
-  valid = np.zeros((len(mask), m), bool)
-  for s, row in enumerate(mask):
-    idx = np.flatnonzero(row)
-    rows[s, :len(idx)] = idx
-    valid[s, :len(idx)] = True
-  return rows, valid
+@dataclasses.dataclass(frozen=True)
+class NewtonL2:
+  """Newton's method in sample space for L2 (module docstring). run(problem) -> (Params,
+  SolverState)."""
+  tol: float = 1e-4
+  max_iter: int = 10_000
+
+  def run(self, problem: Problem, mesh=None) -> tuple[Params, SolverState]:
+    tol = jnp.asarray(self.tol, problem.X.dtype)
+    return sharding.map_splits(solve, mesh, problem, shared=(tol,), max_iter=self.max_iter)
 
 
 class _State(NamedTuple):
   z: jax.Array        # (S, D, L)
   xz: jax.Array       # (S, m, L) margins X̃z
   f: jax.Array        # (S, L)
+  z_prev: jax.Array   # (S, D, L) the point before the last step, F and ||∇F|| there
+  f_prev: jax.Array
+  kkt_prev: jax.Array
+  tentative: jax.Array  # (S, L) the last step lowered F by no more than its rounding
   n_iter: jax.Array   # (S, L)
   converged: jax.Array
   done: jax.Array
@@ -55,13 +65,12 @@ class _State(NamedTuple):
   it: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=('fit_intercept', 'max_iter'))
-def solve(X, Y, rows, valid, shift, scale, C, intercept_scaling, tol, *, fit_intercept,
-          max_iter):
-  """Newton on X: (n, d), Y: (n, L), rows/valid: (S, m) from `training_rows`, shift/scale: (S, d).
-
-  Returns a `LogisticFit` with a leading split axis, coefficients in raw-feature units.
-  """
+@functools.partial(jax.jit, static_argnames=('max_iter',))
+def solve(problem: Problem, tol, *, max_iter) -> tuple[Params, SolverState]:
+  """Newton on every problem of `problem` to relative tolerance `tol`; weights in raw units."""
+  X, Y, rows, valid = problem.X, problem.Y, problem.rows, problem.valid
+  shift, scale, C = problem.shift, problem.scale, problem.C
+  intercept_scaling, fit_intercept = problem.intercept_scaling, problem.fit_intercept
   dim = X.shape[1]
   S, m = rows.shape
   L = Y.shape[1]
@@ -91,7 +100,9 @@ def solve(X, Y, rows, valid, shift, scale, C, intercept_scaling, tol, *, fit_int
     g, curv = gradient(s.z, s.xz)
     gnorm = jnp.linalg.norm(g, axis=1) / g0
     converged = ~s.done & (gnorm <= tol)
-    done = s.done | converged
+    # A step F could not tell from rounding is kept only if it lowered the gradient's norm.
+    revert = ~s.done & ~converged & s.tentative & (gnorm >= s.kkt_prev)
+    done = s.done | converged | revert
     r = jnp.sqrt(curv)                                                  # (S, m, L)
     xg = jnp.einsum('smd,sdl->sml', Xs, g, precision=HIGHEST)           # X̃g
     inner = eye + r.transpose(0, 2, 1)[..., :, None] * gram[:, None] * r.transpose(0, 2, 1)[
@@ -99,7 +110,8 @@ def solve(X, Y, rows, valid, shift, scale, C, intercept_scaling, tol, *, fit_int
     # A jitter at the rounding level of the largest entry keeps the factorisation defined when
     # float32 rounding of K (raw features) would make I + RKR numerically indefinite; it only
     # damps the step a little (it is the Newton step for a slightly smaller W).
-    jitter = 16 * jnp.finfo(dtype).eps * jnp.max(jnp.diagonal(inner, axis1=-2, axis2=-1), axis=-1)
+    jitter = _JITTER_EPS * jnp.finfo(dtype).eps * jnp.max(
+        jnp.diagonal(inner, axis1=-2, axis2=-1), axis=-1)
     chol = jnp.linalg.cholesky(inner + jitter[..., None, None] * eye)
     q = jax.scipy.linalg.cho_solve((chol, True), (r * xg).transpose(0, 2, 1)[..., None])
     rq = r * q[..., 0].transpose(0, 2, 1)                               # (S, m, L)
@@ -109,47 +121,44 @@ def solve(X, Y, rows, valid, shift, scale, C, intercept_scaling, tol, *, fit_int
     # the Newton step; a diagonally scaled gradient step is tried alongside, so F always has a
     # descent direction to go down.
     hdiag = 1.0 + jnp.einsum('smd,sml->sdl', Xs * Xs, curv, precision=HIGHEST)
-    steps = jnp.stack([jnp.where(jnp.isfinite(step), step, 0.0), -g / hdiag], axis=-1)
+    steps_ = jnp.stack([jnp.where(jnp.isfinite(step), step, 0.0), -g / hdiag], axis=-1)
     xsteps = jnp.stack([jnp.where(jnp.isfinite(xstep), xstep, 0.0),
                         jnp.einsum('smd,sdl->sml', Xs, -g / hdiag, precision=HIGHEST)], axis=-1)
-    # Step lengths 1, 1/2, ..., and 0: F at the current point computed the same way as at the
-    # others, so that comparisons see differences, not the rounding of two different sums.
-    t = jnp.where(jnp.arange(_LENGTHS + 1) < _LENGTHS, 0.5 ** jnp.arange(_LENGTHS + 1), 0.0
-                  ).astype(dtype)                                       # (J,)
+    t = steps.lengths(dtype)                                            # (J,)
     # F along z + t·step: the penalty is a quadratic in t, the loss needs the margins only.
     zz = (s.z * s.z).sum(1)[..., None, None]                            # (S, L, 1, 1)
-    zs = jnp.einsum('sdl,sdlk->slk', s.z, steps)[..., None]             # (S, L, 2, 1)
-    ss = jnp.einsum('sdlk,sdlk->slk', steps, steps)[..., None]
+    zs = jnp.einsum('sdl,sdlk->slk', s.z, steps_)[..., None]            # (S, L, 2, 1)
+    ss = jnp.einsum('sdlk,sdlk->slk', steps_, steps_)[..., None]
     reg = 0.5 * (zz + 2 * t * zs + t * t * ss)                          # (S, L, 2, J)
     xz_t = s.xz[..., None, None] + t * xsteps[..., None]                # (S, m, L, 2, J)
     loss = (jnp.logaddexp(0.0, -ysign[..., None, None] * xz_t)
             * w[..., None, None]).sum(axis=1)                           # (S, L, 2, J)
     f_t = reg + C[:, None, None] * loss
-    f_t = jnp.where(jnp.isfinite(f_t), f_t, jnp.inf).reshape(S, L, 2 * (_LENGTHS + 1))
-    best = jnp.argmin(f_t, axis=-1)
-    f_best = jnp.take_along_axis(f_t, best[..., None], axis=-1)[..., 0]
-    f_here = f_t[..., _LENGTHS]
-    # Progress beyond the last bits of F; below it the problem is as solved as this precision
-    # allows.
-    move = ~done & (f_best < f_here - 2 * jnp.finfo(dtype).eps * jnp.abs(f_here))
-    t_best = jnp.where(move, t[best % (_LENGTHS + 1)], 0.0)[:, None, :]
-    step = jnp.where((best <= _LENGTHS)[:, None, :], steps[..., 0], steps[..., 1])
-    z = s.z + t_best * step
+    f_t = jnp.where(jnp.isfinite(f_t), f_t, jnp.inf).reshape(S, L, 2 * (steps.LENGTHS + 1))
+    best, strict, tentative = steps.choose(f_t, done, jnp.finfo(dtype).eps)
+    move = strict | tentative
+    t_best = jnp.where(move, t[best % (steps.LENGTHS + 1)], 0.0)[:, None, :]
+    step = jnp.where((best <= steps.LENGTHS)[:, None, :], steps_[..., 0], steps_[..., 1])
+    z = jnp.where(revert[:, None, :], s.z_prev, s.z + t_best * step)
     # Margins recomputed from z, not accumulated, so that rounding does not drift.
     xz = jnp.einsum('smd,sdl->sml', Xs, z, precision=HIGHEST)
     return _State(
-        z=z, xz=xz, f=jnp.where(move, f_of(z, xz), s.f),
+        z=z, xz=xz, f=jnp.where(move, f_of(z, xz), jnp.where(revert, s.f_prev, s.f)),
+        z_prev=jnp.where(move[:, None, :], s.z, s.z_prev),
+        f_prev=jnp.where(move, s.f, s.f_prev), kkt_prev=jnp.where(move, gnorm, s.kkt_prev),
+        tentative=tentative,
         n_iter=s.n_iter + (~done).astype(jnp.int32),
         converged=s.converged | converged,
         done=done | ~move,   # no step length lowers F: as far as this precision goes
-        kkt=jnp.where(s.done, s.kkt, gnorm), it=s.it + 1)
+        kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, gnorm)), it=s.it + 1)
 
   D = Xs.shape[-1]
   z0 = jnp.zeros((S, D, L), dtype)
   xz0 = jnp.zeros((S, m, L), dtype)
   g0 = jnp.maximum(jnp.linalg.norm(gradient(z0, xz0)[0], axis=1), jnp.finfo(dtype).tiny)
-  state = _State(z0, xz0, f_of(z0, xz0), jnp.zeros((S, L), jnp.int32),
-                 jnp.zeros((S, L), bool), jnp.zeros((S, L), bool), jnp.ones((S, L), dtype),
+  f0 = f_of(z0, xz0)
+  no, one = jnp.zeros((S, L), bool), jnp.ones((S, L), dtype)
+  state = _State(z0, xz0, f0, z0, f0, one, no, jnp.zeros((S, L), jnp.int32), no, no, one,
                  jnp.zeros((), jnp.int32))
   s = jax.lax.while_loop(lambda s: (s.it < max_iter) & ~jnp.all(s.done), body, state)
   gnorm = jnp.linalg.norm(gradient(s.z, s.xz)[0], axis=1) / g0
@@ -159,4 +168,4 @@ def solve(X, Y, rows, valid, shift, scale, C, intercept_scaling, tol, *, fit_int
   intercept = -jnp.einsum('sd,sdl->sl', shift, coef, precision=HIGHEST)
   if fit_intercept:
     intercept = intercept + intercept_scaling * s.z[:, dim, :]
-  return LogisticFit(coef, intercept, s.f, s.n_iter, converged, kkt)
+  return Params(coef, intercept), SolverState(s.n_iter, kkt, s.f, converged)

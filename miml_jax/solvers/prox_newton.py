@@ -17,7 +17,9 @@ move. Here the same idea runs for every problem (split x label) at once, in fixe
    coordinates (one Cholesky solve). Once the signs settle this is Newton's step
    on a smooth problem and converges quadratically, which either inner method alone would not;
 4. F along both directions for 12 step lengths each (1, 1/2, ...), evaluated at once (on the
-   working set the margins are cheap), keeping the best: F never increases.
+   working set the margins are cheap), keeping the best: F never increases beyond rounding
+   (`miml_jax.solvers.steps`: near the optimum a step float32 cannot tell from rounding is kept
+   only if it lowers the stopping measure).
 
 Only the working set can be non-zero. A problem stops, flagged `full`, when the set is what holds
 it back: coordinates outside it violate optimality, and its support has nearly filled the set
@@ -30,31 +32,78 @@ subgradient is below `tol` times its value at zero (liblinear's criterion for th
 when no step lowers F beyond rounding (then `converged` stays False).
 """
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from miml_jax import sharding
 from miml_jax.solvers import design as splits_design
+from miml_jax.solvers import steps
 from miml_jax.solvers.objective import HIGHEST
-from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.objective import loss_terms
 from miml_jax.solvers.objective import min_norm_subgradient
 from miml_jax.solvers.objective import optimality
+from miml_jax.solvers.problem import Params
+from miml_jax.solvers.problem import Problem
+from miml_jax.solvers.problem import SolverState
 
-_LENGTHS = 12
+# Iterations in a row with a nearly full set before the set counts as holding a problem back:
+# one or two can be a transient while the support settles.
 _CROWDED = 3
+# A set is nearly full at 7/8 of its slots: too few are then left for the coordinates that
+# want in.
+_NEARLY_FULL = 7 / 8
+# Coordinate-descent passes over the working set per Newton step (newGLMNET's inner loop): the
+# exact orthant step after them does the rest, so a few suffice.
 _CD_SWEEPS = 4
+# Proximal-gradient steps on the working-set model (the accelerators' inner method): at 100 the
+# signs have settled on the Table 1 problems, and Newton iterations are no more than with 'cd'.
 _FISTA_STEPS = 100
+# Power iterations for the model's top eigenvalue (then scaled up by 10%).
 _POWER_STEPS = 15
+# The model's ridge, relative to its mean curvature: keeps the Cholesky factorisation defined
+# for columns without curvature, and is too small to change a step otherwise.
+_RIDGE = 1e-6
 SUBPROBLEMS = ('cd', 'fista')
+# The first working set, per problem (doubled while a support outgrows it): at C=1 the Table 1
+# solutions keep 0.3-8% of the 5,889 weights, and a Hessian costs the set's square.
+BLOCK = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxNewtonL1:
+  """Proximal Newton on a working set for L1 (module docstring); `subproblem` None: 'cd' on
+  CPUs, 'fista' on accelerators. run(problem) -> (Params, SolverState)."""
+  tol: float = 1e-4
+  max_iter: int = 10_000
+  block: int = BLOCK
+  subproblem: str | None = None
+
+  def run(self, problem: Problem, mesh=None) -> tuple[Params, SolverState]:
+    subproblem = self.subproblem
+    if subproblem is None:
+      subproblem = 'cd' if jax.devices()[0].platform == 'cpu' else 'fista'
+    dtype = problem.X.dtype
+    z = np.zeros((problem.num_splits, problem.dim, problem.num_labels), dtype)
+    if mesh is not None:
+      z = sharding.shard_leading(z, mesh)
+    tol = jnp.asarray(self.tol, dtype)
+    return solve_growing(problem, tol, z, mesh=mesh, max_iter=self.max_iter, block=self.block,
+                         subproblem=subproblem)
 
 
 class _State(NamedTuple):
   z: jax.Array         # (S, D, L)
   xz: jax.Array        # (S, n, L) margins X̃z
   f: jax.Array         # (S, L)
+  z_prev: jax.Array    # (S, D, L) the point before the last step, f and stopping measure there
+  f_prev: jax.Array
+  kkt_prev: jax.Array
+  tentative: jax.Array  # (S, L) the last step lowered F by no more than its rounding
   n_iter: jax.Array    # (S, L)
   converged: jax.Array
   done: jax.Array
@@ -143,14 +192,55 @@ def _orthant_newton(H, ridge, g, z, delta):
   return jnp.where(free, jnp.where(jnp.isfinite(solved), solved, 0.0), fixed), sigma
 
 
-@functools.partial(jax.jit, static_argnames=('fit_intercept', 'block', 'subproblem'))
-def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, max_iter, *,
-          fit_intercept, block, subproblem):
-  """X: (n, d), Y: (n, L), mask: (S, n); rows/valid: (S, m) each split's training rows (from
-  `newton.training_rows`); shift/scale: (S, d); z0: (S, D, L) the starting point, in the scaled
-  problem's weights; max_iter: most iterations (traced: a second call compiles nothing new).
-  Returns (`LogisticFit` in raw units, final z, `full` (S, L)).
+def _working_set(zt, sub, K):
+  """Each problem's K coordinates to move: the non-zero weights first, then the zero weights that
+  most violate optimality. zt, sub: (S, L, D) weights and minimum-norm subgradient. Returns
+  (indices (S, L, K), the violation left outside the set (S, L))."""
+  violation = jnp.where(zt != 0, 0.0, jnp.abs(sub))
+  score = jnp.where(zt != 0, 1.0 + violation.max() + jnp.abs(zt), violation)
+  _, idx = jax.lax.top_k(score, K)
+  outside = violation.sum(-1) - jnp.take_along_axis(violation, idx, axis=-1).sum(-1)
+  return idx, outside
+
+
+def _candidates(H, h_diag, ridge, g, z, t, subproblem):
+  """The points z + t·δ to try (..., 2J, K): δ the inner method's minimiser of the model, then
+  the exact Newton step at its signs (kept in its orthant), each at the step lengths t (J,)."""
+  if subproblem == 'cd':
+    inner = _coordinate_descent(H, h_diag + ridge[..., None], g, z, _CD_SWEEPS)
+  else:
+    inner = _accelerated_prox_gradient(H, ridge, g, z, _FISTA_STEPS)
+  newton, sigma = _orthant_newton(H, ridge, g, z, inner)
+  inner_try = z[..., None, :] + t[:, None] * inner[..., None, :]
+  newton_try = z[..., None, :] + t[:, None] * newton[..., None, :]
+  # Newton's step holds only within its orthant: coordinates that cross zero stop at zero.
+  newton_try = jnp.where(jnp.sign(newton_try) == sigma[..., None, :], newton_try, 0.0)
+  return jnp.concatenate([inner_try, newton_try], axis=-2)
+
+
+def _outgrown(nnz, K, D, outside, inside, move, done, crowded, full):
+  """Whether the working set holds a problem back; returns the updated (crowded, full) (S, L).
+
+  Only while coordinates outside the set violate optimality (a problem stopped by rounding has
+  none there): then a support that nearly fills the set leaves too few slots for them, and one
+  that stops moving with half the set or more, and more of the violation outside the set than
+  in it, is stopped by the set.
   """
+  wanting = (K < D) & (outside > 0)
+  nearly_full = nnz >= _NEARLY_FULL * K
+  crowded = jnp.where(move & nearly_full & wanting, crowded + 1, 0)
+  stuck = ~done & ~move & wanting & (nearly_full | ((nnz >= K // 2) & (outside > inside)))
+  return crowded, full | (crowded >= _CROWDED) | stuck
+
+
+@functools.partial(jax.jit, static_argnames=('block', 'subproblem'))
+def solve(problem: Problem, z0, tol, max_iter, *, block, subproblem):
+  """Every problem of `problem` from z0 (S, D, L), the starting point in the scaled problem's
+  weights; max_iter: most iterations (traced: a second call compiles nothing new). Returns
+  ((Params in raw units, SolverState), final z, `full` (S, L))."""
+  X, Y, mask, rows, valid = problem.X, problem.Y, problem.mask, problem.rows, problem.valid
+  shift, scale, C = problem.shift, problem.scale, problem.C
+  intercept_scaling, fit_intercept = problem.intercept_scaling, problem.fit_intercept
   S, L = mask.shape[0], Y.shape[1]
   dtype = X.dtype
   C = jnp.broadcast_to(C, (L,))
@@ -163,10 +253,7 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
   y_rows = jnp.moveaxis(on_rows(jnp.broadcast_to(ysign, (S,) + ysign.shape[1:])), 1, 2)
   w_rows = valid.astype(dtype)[:, None, :]                                # (S, 1, m)
   eps = jnp.finfo(dtype).eps
-  # Step lengths 1, 1/2, ..., and 0: F at the current point computed the same way as at the
-  # others, so that comparisons see differences, not the rounding of two different sums.
-  t = jnp.where(jnp.arange(_LENGTHS + 1) < _LENGTHS, 0.5 ** jnp.arange(_LENGTHS + 1), 0.0
-                ).astype(dtype)
+  t = steps.lengths(dtype)
 
   def gradient(xz):
     return splits_design.margins_transpose(
@@ -181,15 +268,12 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
     total_violation = jnp.abs(sub).sum(axis=1)                            # (S, L)
     kkt = total_violation / kkt0
     converged = ~s.done & (kkt <= tol)
-    done = s.done | converged
+    # A step F could not tell from rounding is kept only if it lowered the stopping measure.
+    revert = ~s.done & ~converged & s.tentative & (kkt >= s.kkt_prev)
+    done = s.done | converged | revert
 
     zt, gt = jnp.moveaxis(s.z, 1, 2), jnp.moveaxis(g, 1, 2)               # (S, L, D)
-    violation = jnp.where(zt != 0, 0.0, jnp.abs(jnp.moveaxis(sub, 1, 2)))
-    score = jnp.where(zt != 0, 1.0 + violation.max() + jnp.abs(zt), violation)
-    _, idx = jax.lax.top_k(score, K)                                      # (S, L, K)
-    # How much of the optimality violation lies outside the set: only that can make the set,
-    # rather than rounding, what stops a problem.
-    outside = violation.sum(-1) - jnp.take_along_axis(violation, idx, axis=-1).sum(-1)
+    idx, outside = _working_set(zt, jnp.moveaxis(sub, 1, 2), K)          # (S, L, K), (S, L)
     inside = total_violation - outside
     z_w = jnp.take_along_axis(zt, idx, axis=-1)
     g_w = jnp.take_along_axis(gt, idx, axis=-1)
@@ -198,18 +282,9 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
     curvature = C[None, :, None] * p * (1.0 - p) * w_rows
     H = jnp.einsum('slkm,slm,sljm->slkj', x_w, curvature, x_w, precision=HIGHEST)
     h_diag = jnp.diagonal(H, axis1=-2, axis2=-1)
-    ridge = 1e-6 * jnp.maximum(h_diag.mean(axis=-1), jnp.finfo(dtype).tiny)
+    ridge = _RIDGE * jnp.maximum(h_diag.mean(axis=-1), jnp.finfo(dtype).tiny)
 
-    if subproblem == 'cd':
-      inner = _coordinate_descent(H, h_diag + ridge[..., None], g_w, z_w, _CD_SWEEPS)
-    else:
-      inner = _accelerated_prox_gradient(H, ridge, g_w, z_w, _FISTA_STEPS)
-    newton, sigma = _orthant_newton(H, ridge, g_w, z_w, inner)
-    inner_try = z_w[..., None, :] + t[:, None] * inner[..., None, :]      # (S, L, J, K)
-    newton_try = z_w[..., None, :] + t[:, None] * newton[..., None, :]
-    # Newton's step holds only within its orthant: coordinates that cross zero stop at zero.
-    newton_try = jnp.where(jnp.sign(newton_try) == sigma[..., None, :], newton_try, 0.0)
-    z_try = jnp.concatenate([inner_try, newton_try], axis=-2)                # (S, L, 2J, K)
+    z_try = _candidates(H, h_diag, ridge, g_w, z_w, t, subproblem)       # (S, L, 2J, K)
     xz_try = (jnp.moveaxis(on_rows(s.xz), 1, 2)[..., None, :]
               + jnp.einsum('slkm,sljk->sljm', x_w, z_try - z_w[..., None, :],
                            precision=HIGHEST))                            # (S, L, 2J, m)
@@ -217,63 +292,54 @@ def solve(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z0, 
     f_try = (jnp.abs(s.z).sum(axis=1)[..., None] - jnp.abs(z_w).sum(-1)[..., None]
              + jnp.abs(z_try).sum(-1) + C[None, :, None] * loss)          # (S, L, 2J)
     f_try = jnp.where(jnp.isfinite(f_try), f_try, jnp.inf)
-    best = jnp.argmin(f_try, axis=-1)
-    f_best = jnp.take_along_axis(f_try, best[..., None], axis=-1)[..., 0]
-    f_here = f_try[..., _LENGTHS]
-    # Progress beyond the last bits of F; below it the problem is as solved as this precision
-    # allows.
-    move = ~done & (f_best < f_here - 2 * eps * jnp.abs(f_here))
+    best, strict, tentative = steps.choose(f_try, done, eps)
+    move = strict | tentative
     z_best = jnp.take_along_axis(z_try, best[..., None, None], axis=-2)[..., 0, :]
     z_new = jax.vmap(jax.vmap(lambda v, i, x: v.at[i].set(x)))(zt, idx, z_best)
-    z = jnp.where(move[:, None, :], jnp.moveaxis(z_new, 2, 1), s.z)
-    nnz = (z != 0).sum(axis=1)
-    # The set can hold a problem back only while coordinates outside it violate optimality (a
-    # problem stopped by rounding has none there): then a support that nearly fills the set
-    # leaves too few slots for them; and one that stops moving with half the set or more, and
-    # more of the violation outside the set than in it, is stopped by the set.
-    wanting = (K < D) & (outside > 0)
-    nearly_full = nnz >= K - K // 8
-    crowded = jnp.where(move & nearly_full & wanting, s.crowded + 1, 0)
-    stuck = (~done & ~move & wanting
-             & (nearly_full | ((nnz >= K // 2) & (outside > inside))))
-    full = s.full | (crowded >= _CROWDED) | stuck
+    z = jnp.where(move[:, None, :], jnp.moveaxis(z_new, 2, 1),
+                  jnp.where(revert[:, None, :], s.z_prev, s.z))
+    crowded, full = _outgrown((z != 0).sum(axis=1), K, D, outside, inside, move, done,
+                              s.crowded, s.full)
     # Margins recomputed from z, not accumulated, so that rounding does not drift.
     xz = splits_design.margins(design, z)
     return _State(
-        z=z, xz=xz, f=jnp.where(move, total(z, xz), s.f),
+        z=z, xz=xz, f=jnp.where(move, total(z, xz), jnp.where(revert, s.f_prev, s.f)),
+        z_prev=jnp.where(move[:, None, :], s.z, s.z_prev),
+        f_prev=jnp.where(move, s.f, s.f_prev), kkt_prev=jnp.where(move, kkt, s.kkt_prev),
+        tentative=tentative,
         n_iter=s.n_iter + (~done).astype(jnp.int32),
         converged=s.converged | converged,
         done=done | ~move | full, crowded=crowded, full=full,
-        kkt=jnp.where(s.done, s.kkt, kkt), it=s.it + 1)
+        kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, kkt)), it=s.it + 1)
 
   xz0 = splits_design.margins(design, z0)
   no = jnp.zeros((S, L), bool)
   kkt0 = jnp.maximum(optimality(jnp.zeros_like(z0), gradient(jnp.zeros_like(xz0)), 'l1'),
                      jnp.finfo(dtype).tiny)
   zero = jnp.zeros((S, L), jnp.int32)
-  state = _State(z0, xz0, total(z0, xz0), zero, no, no, zero, no, jnp.ones((S, L), dtype),
+  f0 = total(z0, xz0)
+  one = jnp.ones((S, L), dtype)
+  state = _State(z0, xz0, f0, z0, f0, one, no, zero, no, no, zero, no, one,
                  jnp.zeros((), jnp.int32))
   s = jax.lax.while_loop(lambda s: (s.it < max_iter) & ~jnp.all(s.done), body, state)
   # The last iterate's own stopping measure (the loop may end on its step).
   kkt = optimality(s.z, gradient(s.xz), 'l1') / kkt0
   converged = s.converged | (kkt <= tol)
   coef, intercept = splits_design.raw_weights(design, s.z, shift)
-  fit = LogisticFit(coef, intercept, s.f, s.n_iter, converged, jnp.where(s.done, s.kkt, kkt))
-  return fit, s.z, s.full
+  state = SolverState(s.n_iter, jnp.where(s.done, s.kkt, kkt), s.f, converged)
+  return (Params(coef, intercept), state), s.z, s.full
 
 
-def solve_growing(solve_fn, X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z, *,
-                  fit_intercept, max_iter, block, subproblem):
-  """`solve` (or `solve_fn`, the same spread over devices) from z, again from where it stopped
-  with twice the block while a support outgrows it (each block size compiles once). Returns a
-  `LogisticFit`."""
-  D = z.shape[1]
+def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem):
+  """`solve` from z (each device on its share of the splits, `sharding.map_splits`), again from
+  where it stopped with twice the block while a support outgrows it (each block size compiles
+  once). Returns (Params, SolverState)."""
   n_iter = 0
   while True:
-    fit, z, full = solve_fn(X, Y, mask, rows, valid, shift, scale, C, intercept_scaling, tol, z,
-                            max_iter - int(jnp.max(n_iter)), fit_intercept=fit_intercept,
-                            block=block, subproblem=subproblem)
-    n_iter = n_iter + fit.n_iter
-    if block >= D or not bool(jnp.any(full)) or int(jnp.max(n_iter)) >= max_iter:
-      return fit._replace(n_iter=n_iter)
+    left = jnp.asarray(max_iter - int(jnp.max(n_iter)), jnp.int32)
+    (params, state), z, full = sharding.map_splits(
+        solve, mesh, problem, z, shared=(tol, left), block=block, subproblem=subproblem)
+    n_iter = n_iter + state.iter_num
+    if block >= problem.dim or not bool(jnp.any(full)) or int(jnp.max(n_iter)) >= max_iter:
+      return params, state._replace(iter_num=n_iter)
     block *= 2

@@ -1,0 +1,45 @@
+"""The step-length search the Newton solvers share: several lengths tried at once, one chosen.
+
+Along each candidate direction the solvers evaluate F at the step lengths 1, 1/2, ..., 1/2^11
+and 0 in one batch (their margins are linear in the length, so this costs no extra product with
+the data). F at length 0 is computed the same way as at the others, so that comparisons see
+differences, not the rounding of two different sums.
+"""
+
+import jax.numpy as jnp
+
+# Newton's step is nearly always taken whole; the shorter ones are the safeguard where float32
+# rounding spoils it, and below 1/2^11 a step is not worth an iteration.
+LENGTHS = 12
+# A step must lower F by more than this many eps of |F| to count as progress: below, the change
+# is the rounding of F's sum.
+PROGRESS_EPS = 2
+
+
+def lengths(dtype):
+  """(LENGTHS + 1,) the step lengths 1, 1/2, ..., 1/2^(LENGTHS - 1), and 0."""
+  return jnp.where(jnp.arange(LENGTHS + 1) < LENGTHS, 0.5 ** jnp.arange(LENGTHS + 1),
+                   0.0).astype(dtype)
+
+
+def choose(f_try, done, eps):
+  """The step to take given F of the candidates, f_try (..., k (LENGTHS + 1)): k directions,
+  each at `lengths`. Returns (its index, whether it lowers F beyond rounding, whether it is taken
+  only tentatively), for the problems not `done`.
+
+  A step that lowers F by more than its rounding is taken. Near the optimum float32 no longer
+  sees F go down while the stopping measure still can: the best step that does not raise F
+  beyond rounding is then taken tentatively, and the solver keeps it only if the measure falls.
+  Otherwise nothing moves: the problem is as solved as its precision allows.
+  """
+  J = LENGTHS + 1
+  f_here = f_try[..., LENGTHS]
+  noise = PROGRESS_EPS * eps * jnp.abs(f_here)
+  best = jnp.argmin(f_try, axis=-1)
+  f_best = jnp.take_along_axis(f_try, best[..., None], axis=-1)[..., 0]
+  moving = jnp.where(jnp.arange(f_try.shape[-1]) % J != LENGTHS, f_try, jnp.inf)
+  best_moving = jnp.argmin(moving, axis=-1)
+  f_moving = jnp.take_along_axis(moving, best_moving[..., None], axis=-1)[..., 0]
+  strict = ~done & (f_best < f_here - noise)
+  tentative = ~done & ~strict & (f_moving <= f_here + noise)
+  return jnp.where(strict, best, best_moving), strict, tentative

@@ -59,7 +59,7 @@ def test_multi_label_api():
 
 
 def test_the_same_optimum_as_liblinear_through_the_estimator():
-  """Padding shapes to powers of two changes nothing: the estimator's weights are liblinear's
+  """Padding shapes changes nothing: the estimator's weights are liblinear's
   (scaling 'none', raw features)."""
   rng = np.random.default_rng(4)
   X, Y = cnn_like(rng, n=90, d=37, L=3)

@@ -36,11 +36,13 @@ def verify(path: str, checksum: tuple[str, str] | None) -> None:
 
 
 def download(url: str, path: str, checksum: tuple[str, str] | None = None, *,
-             timeout: float = 60.0, progress: bool = True) -> str:
+             timeout: float = 60.0, progress: bool = True,
+             hint: str = 'download the file yourself and pass it with --archive') -> str:
   """Downloads `url` to `path` unless it is already there; returns `path`.
 
   checksum: optional (algorithm, hex digest), e.g. ('sha256', '...'), checked before the file
-  gets its name. A partial `<path>.part` from an interrupted run is resumed.
+  gets its name. A partial `<path>.part` from an interrupted run is resumed. hint: what to do
+  instead when the network fails, for the message.
   """
   if os.path.exists(path):
     return path
@@ -58,7 +60,7 @@ def download(url: str, path: str, checksum: tuple[str, str] | None = None, *,
       raise UserError(f'{url}: download failed: HTTP {e.code} {e.reason}') from None
   except (urllib.error.URLError, OSError) as e:
     raise UserError(f'{url}: download failed: {getattr(e, "reason", e)}; check the network, '
-                    f'or download the file yourself and pass it with --archive') from None
+                    f'or {hint}') from None
   if response is not None:
     with response:
       if offset and response.status != 206:

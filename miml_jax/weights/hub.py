@@ -103,14 +103,15 @@ def original(name: str, *, progress: bool = True) -> str | None:
       return path
   target = os.path.join(home.cache_dir('downloads'), named.filename)
   try:
-    download_lib.download(named.url, target, progress=progress)
+    download_lib.download(named.url, target, progress=progress,
+                          hint='download it by hand')
     if not _matches(target, named.checksum):
       os.remove(target)
       raise UserError(f'{named.url}: the download does not match its published '
                       f'{named.checksum[0]} ({named.checksum[1]}...); it was removed')
   except UserError as e:
     raise UserError(f'the {name} weights need {named.filename}, which is not on this machine '
-                    f'and could not be downloaded ({e}); download {named.url} and put it in '
+                    f'and could not be downloaded ({e}); download {named.url} into '
                     f'{os.path.dirname(target)}, then run again') from None
   return target
 

@@ -182,11 +182,19 @@ class MultiLabelLogisticRegression(ClassifierMixin, BaseEstimator):
       raise ValueError(f'C has {len(np.ravel(C))} values for {Y.shape[1]} labels')
     (self.coef_, self.intercept_, self.n_iter_, self.converged_,
      self.objective_) = self._fit_labels(X, Y, C)
-    if not self.converged_.all():
-      warnings.warn(f'{int((~self.converged_).sum())} of {len(self.converged_)} labels did not '
-                    f'converge to tol={self.tol} within max_iter={self.max_iter} iterations; '
-                    f'raise max_iter or tol', ConvergenceWarning, stacklevel=2)
+    self._warn_unconverged()
     return self
+
+  def _warn_unconverged(self):
+    if not self.converged_.all():
+      stopped = self.n_iter_[~self.converged_]
+      warnings.warn(
+          f'{int((~self.converged_).sum())} of {len(self.converged_)} labels did not meet '
+          f'tol={self.tol}: ' + ('they ran max_iter iterations; raise max_iter'
+                                 if np.all(stopped >= self.max_iter) else
+                                 'they stopped where float32 rounding stops progress (or at '
+                                 'max_iter); a larger tol is as far as they go')
+          + ' (converged_, n_iter_ say which)', ConvergenceWarning, stacklevel=3)
 
   def decision_function(self, X):
     """Margins Xw + b: (n, n_labels), or (n,) for a binary y."""
@@ -290,8 +298,5 @@ class MultiLabelLogisticRegressionCV(MultiLabelLogisticRegression):
     self.cv_log_loss_, self.cv_average_precision_ = result.log_loss, result.average_precision
     (self.coef_, self.intercept_, self.n_iter_, self.converged_,
      self.objective_) = self._fit_labels(X, Y, self.C_)
-    if not self.converged_.all():
-      warnings.warn(f'{int((~self.converged_).sum())} of {len(self.converged_)} labels did not '
-                    f'converge to tol={self.tol} within max_iter={self.max_iter} iterations',
-                    ConvergenceWarning, stacklevel=2)
+    self._warn_unconverged()
     return self

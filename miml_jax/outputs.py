@@ -106,6 +106,8 @@ def check_folder(folder, output=None) -> str:
   while not os.path.lexists(existing):
     existing = os.path.dirname(existing)
   if not os.path.isdir(existing):
+    if existing == os.path.abspath(name):
+      raise UserError(f'{name}: is a file, not a folder')
     raise UserError(f'{name}: {existing} is a file, not a folder')
   try:
     os.makedirs(folder, exist_ok=True)

@@ -45,6 +45,7 @@ _IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'train: images are resized
                                    'size (fc7 exists only at 224); predict uses the model\'s.')
 
 _OVERWRITE = cli.define_overwrite()
+flags.declare_key_flag('overwrite')
 flags.adopt_module_key_flags(input_flags)
 _WEIGHTS, _DATA_DIR, _CACHE_DIR = input_flags.WEIGHTS, input_flags.DATA_DIR, input_flags.CACHE_DIR
 

@@ -346,3 +346,19 @@ def test_the_solver_api_as_the_readme_shows_it():
       assert state.objective.shape == (3, 2)
   with pytest.raises(dataclasses.FrozenInstanceError):
     solver.tol = 1.0
+
+
+@pytest.mark.parametrize('method', ['newton', 'fista'])
+def test_a_problem_solved_at_zero_says_converged(method):
+  """2 positives in 24 at C = 0.1: the intercept's gradient at z = 0 is exactly 1 (the L1 kink),
+  and no feature's reaches it, so z = 0 is the optimum. In float32 that gradient rounds to
+  1 + 1 ulp; the solvers must still call the problem solved, at once."""
+  rng = np.random.default_rng(5)
+  X = rng.standard_normal((24, 50))
+  X = (X - X.mean(0)) / X.std(0)
+  Y = np.zeros((24, 1))
+  Y[:2] = 1
+  with jax.enable_x64(False):
+    fit = fit_logistic(X.astype(np.float32), Y, C=0.1, tol=1e-4, method=method)
+  assert bool(fit.converged[0]) and int(fit.n_iter[0]) == 0
+  assert np.all(np.asarray(fit.coef) == 0)

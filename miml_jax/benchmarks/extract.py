@@ -39,6 +39,7 @@ _PEAK = flags.DEFINE_float('peak_tflops', None, 'Arithmetic peak of the device, 
                            'fraction-of-limit column (e.g. 800 for bf16 on an H200).')
 _OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures.')
 _OVERWRITE = cli.define_overwrite()
+flags.declare_key_flag('overwrite')
 
 FORMAT = 'miml_jax.benchmarks.extract/1'
 

@@ -53,6 +53,7 @@ _L1_SUBPROBLEMS = flags.DEFINE_list(
     'choice for the device), cd, fista; the first gives the headline figures.')
 _OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures.')
 _OVERWRITE = cli.define_overwrite()
+flags.declare_key_flag('overwrite')
 
 FORMAT = 'miml_jax.benchmarks.solve/1'
 

@@ -24,6 +24,7 @@ _TOLERANCE = flags.DEFINE_float('tolerance', None, 'Largest |difference| of mean
 _OUTPUT = flags.DEFINE_string('output', None, 'Markdown file for the comparison (and a JSON '
                               'file of its rows beside it, of the same name).')
 _OVERWRITE = cli.define_overwrite()
+flags.declare_key_flag('overwrite')
 
 FORMAT = 'miml_jax.compare_tables/1'
 

@@ -28,8 +28,9 @@ WEIGHTS = input_flags.WEIGHTS
 CACHE_DIR = input_flags.CACHE_DIR
 SEED = flags.DEFINE_integer('seed', 0, 'Split seed (the same splits in every experiment).')
 OVERWRITE = cli.define_overwrite()
+flags.declare_key_flag('overwrite')
 HOLDERS = (DATASET, FEATURES, DATA_DIR, WEIGHTS, CACHE_DIR, SEED)
-flags.mark_flags_as_mutual_exclusive(['dataset', 'features'], required=True)
+flags.mark_flags_as_mutual_exclusive(['dataset', 'features'])
 
 
 @dataclasses.dataclass
@@ -61,7 +62,8 @@ def sources() -> list[Source]:
   `UserError` if two of them would write results under the same name."""
   names = DATASET.value or FEATURES.value or []
   if not names:
-    raise UserError('--dataset or --features names nothing')
+    raise UserError('which data? give --dataset=NAME_OR_FOLDER (scene, msrc_v2, or your own '
+                    'folder), or --features=FILE.h5 (--helpshort lists the flags)')
   cli.at_least(SEED, 0)
   if FEATURES.value:
     found = [_file_source(path) for path in names]

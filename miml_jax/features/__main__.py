@@ -19,6 +19,7 @@ _DTYPE = flags.DEFINE_enum('dtype', 'float32', list(extract.DTYPES), 'Compute dt
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'Images are resized to this square size; '
                                    'fc7 exists only at 224.')
 _OVERWRITE = cli.define_overwrite()
+flags.declare_key_flag('overwrite')
 flags.adopt_module_key_flags(input_flags)
 
 

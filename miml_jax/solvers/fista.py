@@ -360,7 +360,8 @@ def solve(problem: Problem, tol, *, penalty, max_iter, newton_every, newton_bloc
       s = jax.lax.cond(s.it % newton_every == 0, newton, lambda s: s, s)
     return jax.lax.cond(s.it % _CHECK_EVERY == 0, check, lambda s: s, s)
 
-  s = jax.lax.while_loop(cond, body_with_newton, state)
+  # A problem may be solved where it starts (z = 0: a label with hardly any positives).
+  s = jax.lax.while_loop(cond, body_with_newton, check(state))
   s = check(s)   # where the loop ended between checks
   coef, intercept = splits_design.raw_weights(design, s.z, raw_shift)
   return Params(coef, intercept), SolverState(s.n_iter, s.kkt, s.f, s.done)

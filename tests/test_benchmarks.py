@@ -78,3 +78,19 @@ def test_gpu_kit_packs_float16_features_and_images_that_the_experiments_read(tmp
       capture_output=True, text=True, cwd=conftest.REPO)
   assert result.returncode != 0 and 'over the 0.001 MiB limit' in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_scale_benchmark_times_each_size_in_its_own_process(tmp_path):
+  out = tmp_path / 'scale.json'
+  run('miml_jax.benchmarks.scale', '--sizes=60,120', '--dim=12', '--support=3', '--labels=3',
+      '--splits=2', '--penalties=l1,l2', '--slope_range=60,120', '--reference_up_to=60',
+      f'--output={out}')
+  result = json.loads(out.read_text())
+  assert set(result['series']) == {'l1, 2 splits', 'l2, 2 splits'}
+  for key, runs in result['series'].items():
+    assert [r['n'] for r in runs] == [60, 120]
+    assert all(r['converged_fraction'] == 1 and r['peak_rss_gb'] > 0 for r in runs)
+    # liblinear checks the solution where asked (n <= 60), and only there.
+    assert abs(runs[0]['objective_gap_max']) < 1e-3 and 'objective_gap_max' not in runs[1]
+    assert result['slopes'][key] is not None
+  assert (tmp_path / 'scale.png').stat().st_size > 0

@@ -221,7 +221,8 @@ def test_a_full_disk_keeps_the_finished_parts(tmp_path):
 def test_ctrl_c_ends_in_one_line_and_resumes(tmp_path):
   rng = np.random.default_rng(1)
   root = tmp_path / 'd'
-  paths = conftest.write_images(root / 'images', 30, rng)
+  # Enough images that the run is still going when the signal comes, however the CPU is shared.
+  paths = conftest.write_images(root / 'images', 120, rng)
   with open(root / 'labels.csv', 'w') as f:
     f.write('image,a\n' + ''.join(f'{os.path.basename(p)},{i % 2}\n' for i, p in enumerate(paths)))
   from miml_jax import weights as weights_lib
@@ -244,12 +245,12 @@ def test_ctrl_c_ends_in_one_line_and_resumes(tmp_path):
   assert proc.returncode == 130, err
   assert 'Traceback' not in err
   last = err.replace('\r', '\n').strip().splitlines()[-1]
-  assert last.startswith('interrupted; rerun to resume: ') and 'of 30 images done' in last
+  assert last.startswith('interrupted; rerun to resume: ') and 'of 120 images done' in last
   assert not out.exists() and parts.is_dir()
   assert not [n for n in os.listdir(tmp_path) if n.endswith('.lock')]
   done = features_cli(root, weights, out, '--batch_size=2')
   assert done.returncode == 0, done.stderr
-  assert store.read_feature_file(out).features.shape == (30, 5888)
+  assert store.read_feature_file(out).features.shape == (120, 5888)
 
 
 @pytest.mark.parametrize('module,args,message', [

@@ -1,9 +1,11 @@
 """The batched JAX solvers against scikit-learn's liblinear, at the same C and a tight tolerance."""
 
+import contextlib
 import dataclasses
 from unittest import mock
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -12,7 +14,10 @@ from miml_jax import scaling
 from miml_jax.errors import UserError
 from miml_jax.solvers import fista
 from miml_jax.solvers import fit_logistic
+from miml_jax.solvers import logistic
+from miml_jax.solvers import newton_cg
 from miml_jax.solvers import newton
+from miml_jax.solvers import make_problem
 from miml_jax.solvers import objective
 from miml_jax.solvers import prox_newton
 from miml_jax.solvers import liblinear
@@ -44,8 +49,20 @@ def liblinear_objective(X, y, penalty, C, fit_intercept=True, s=1.0, tol=1e-10):
   return reg + C * np.logaddexp(0, -(2 * y - 1) * margins).sum(), clf
 
 
+@contextlib.contextmanager
+def matrix_free_from(rows):
+  """The Newton solvers choose their matrix-free methods from `rows` training rows (None: as
+  they are)."""
+  with contextlib.ExitStack() as stack:
+    if rows is not None:
+      for module in (logistic, prox_newton):
+        stack.enter_context(mock.patch.object(module, 'MATRIX_FREE_ROWS', rows))
+    yield
+
+
 @pytest.mark.parametrize('penalty,method,sub', [
-    ('l1', 'auto', 'cd'), ('l1', 'auto', 'fista'), ('l1', 'fista', None), ('l2', 'auto', None),
+    ('l1', 'auto', 'cd'), ('l1', 'auto', 'fista'), ('l1', 'auto', 'matrix_free'),
+    ('l1', 'fista', None), ('l2', 'auto', None), ('l2', 'auto', 'matrix_free'),
     ('l2', 'fista', None)])
 @pytest.mark.parametrize('fit_intercept,s', [(True, 1.0), (True, 10.0), (False, 1.0)])
 def test_matches_liblinear_on_raw_cnn_like_features(penalty, method, sub, fit_intercept, s):
@@ -53,9 +70,11 @@ def test_matches_liblinear_on_raw_cnn_like_features(penalty, method, sub, fit_in
   X, Y = cnn_like(rng)
   Xtest, _ = cnn_like(rng)
   C = np.array([1.0, 0.1, 0.5])
-  fit = fit_logistic(X, Y, penalty=penalty, C=C, fit_intercept=fit_intercept,
-                     intercept_scaling=s, tol=1e-8, max_iter=50_000, method=method,
-                     l1_subproblem=sub)
+  # 'matrix_free': what every problem of 2,048 rows or more gets (L2: truncated Newton).
+  with matrix_free_from(1 if sub == 'matrix_free' else None):
+    fit = fit_logistic(X, Y, penalty=penalty, C=C, fit_intercept=fit_intercept,
+                       intercept_scaling=s, tol=1e-8, max_iter=50_000, method=method,
+                       l1_subproblem=None if sub == 'matrix_free' else sub)
   if s == 1.0:  # a cheap intercept (s = 10) makes L2 slower to certify; the objective still holds
     assert np.all(fit.converged)
   for j in range(Y.shape[1]):
@@ -99,17 +118,19 @@ def test_scaled_problem_matches_liblinear_on_scaled_features(kind):
 
 
 @pytest.mark.parametrize('penalty', ['l1', 'l2'])
-def test_batched_over_splits_equals_separate_calls(penalty):
+@pytest.mark.parametrize('matrix_free', [False, True])
+def test_batched_over_splits_equals_separate_calls(penalty, matrix_free):
   rng = np.random.default_rng(3)
   X, Y = cnn_like(rng, n=90)
   # Splits of different sizes: Newton pads each split's training rows to the largest.
   masks = np.stack([rng.permutation(90) < k for k in (60, 60, 50, 70)])
   shift, scale = scaling.fit_scaling(X, masks, 'standardize')
-  batched = fit_logistic(X, Y, penalty=penalty, tol=1e-8, max_iter=20_000, train_mask=masks,
-                         shift=shift, scale=scale)
-  for s in range(4):
-    alone = fit_logistic(X[masks[s]], Y[masks[s]], penalty=penalty, tol=1e-8, max_iter=20_000,
-                         shift=shift[s], scale=scale[s])
+  with matrix_free_from(1 if matrix_free else None):
+    batched = fit_logistic(X, Y, penalty=penalty, tol=1e-8, max_iter=20_000, train_mask=masks,
+                           shift=shift, scale=scale)
+    alone = [fit_logistic(X[masks[s]], Y[masks[s]], penalty=penalty, tol=1e-8,
+                          max_iter=20_000, shift=shift[s], scale=scale[s]) for s in range(4)]
+  for s, alone in enumerate(alone):
     np.testing.assert_allclose(batched.objective[s], alone.objective, rtol=1e-7)
     np.testing.assert_allclose(batched.coef[s], alone.coef, atol=1e-5 * np.abs(alone.coef).max())
 
@@ -362,3 +383,39 @@ def test_a_problem_solved_at_zero_says_converged(method):
     fit = fit_logistic(X.astype(np.float32), Y, C=0.1, tol=1e-4, method=method)
   assert bool(fit.converged[0]) and int(fit.n_iter[0]) == 0
   assert np.all(np.asarray(fit.coef) == 0)
+
+
+def test_matrix_free_solvers_hold_little_beyond_the_data():
+  """From MATRIX_FREE_ROWS rows the Newton solvers' working memory (XLA's temporaries) stays
+  near the data: no (m, m) system for L2, no gathered (S, L, K, m) columns or (K, K) Hessians
+  for L1, which the matrix methods need here at many times the data's size."""
+  n, d, L, S = 3000, 400, 4, 2
+  rng = np.random.default_rng(12)
+  with jax.enable_x64(False):
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    problem = make_problem(X, (X[:, :L] > 0).astype(np.float32), np.ones((S, n), bool))
+    data = X.nbytes
+    z, tol, iters = jnp.zeros((S, d + 1, L), np.float32), jnp.float32(1e-4), jnp.asarray(5)
+
+    def temporaries(fn, *args, **static):
+      return fn.lower(problem, *args, **static).compile().memory_analysis().temp_size_in_bytes
+
+    l1_free = temporaries(prox_newton.solve, z, tol, iters, block=256, subproblem='matrix_free')
+    l1_matrix = temporaries(prox_newton.solve, z, tol, iters, block=256, subproblem='cd')
+    l2_free = temporaries(newton_cg.solve, tol, max_iter=5)
+    l2_matrix = temporaries(newton.solve, tol, max_iter=5)
+  assert l1_free < 2 * data < l1_matrix
+  assert l2_free < 2 * data < l2_matrix
+
+
+def test_standardize_in_row_blocks_equals_the_whole_in_float64():
+  rng = np.random.default_rng(13)
+  X = (rng.random((500, 30)) * 3 + 100).astype(np.float32)
+  X[:300, 4] = 0                         # zero on most rows: the two-pass columns
+  masks = rng.random((3, 500)) < 0.6
+  with mock.patch.object(scaling, '_BLOCK_ROWS', 64):
+    shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  X64 = X.astype(np.float64)
+  for s in range(3):
+    np.testing.assert_allclose(shift[s], X64[masks[s]].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scale[s], X64[masks[s]].std(axis=0), rtol=1e-9)

@@ -6,14 +6,18 @@ import os
 import shutil
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
 
+from miml_jax import memory
 from miml_jax import model_selection
+from miml_jax import tagger as tagger_lib
 from miml_jax import Tagger
 from miml_jax import weights
 from miml_jax.errors import UserError
+from miml_jax.features import store
 from tests import conftest
 from tests import reference
 
@@ -197,3 +201,27 @@ def test_a_label_without_signal_tags_nothing():
   X = np.abs(np.random.default_rng(0).standard_normal((5, D)))
   np.testing.assert_array_equal(tagger.predict_proba(X)[:, 0], 0.5)
   np.testing.assert_array_equal(tagger.predict(X), np.c_[np.zeros(5), np.ones(5)])
+
+
+def test_train_on_a_feature_file_and_refuse_one_beyond_memory(tmp_path):
+  features = tmp_path / 'synthetic.h5'
+  made = subprocess.run(
+      [sys.executable, '-m', 'miml_jax.benchmarks.scale', '--sizes=300', '--dim=40',
+       '--labels=3', '--support=3', '--amplitude=3', f'--write_features={features}'],
+      capture_output=True, text=True, cwd=conftest.REPO)
+  assert made.returncode == 0, made.stderr[-2000:]
+  model = tmp_path / 'model.tagger'
+  result = run('train', f'--features={features}', f'--output={model}', cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-2000:]
+  tagger = tagger_lib.Tagger.load(model)
+  assert tagger.label_names == ('label_00', 'label_01', 'label_02')
+  # The planted labels are learnt (Bernoulli labels: about 0.9 is the best possible).
+  data = store.read_feature_file(features)
+  assert np.mean(tagger.predict(data.features) == data.labels) > 0.8   # majority: 0.6
+  # A file that would not fit in memory is refused before it is read, saying what it needs.
+  with mock.patch.object(memory, 'available_bytes', return_value=10_000):
+    with pytest.raises(UserError, match=r'synthetic.h5: training on 300 images of 40 features '
+                                        r'needs about .* GB of memory'):
+      tagger_lib.train_from_file(features)
+  assert run('train', f'--features={features}', '--dataset=scene', f'--output={model}',
+             '--overwrite').returncode == 1

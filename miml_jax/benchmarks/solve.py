@@ -28,6 +28,7 @@ from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.features import read_feature_file
 from miml_jax.solvers import fit_logistic
+from miml_jax.solvers import prox_newton
 from miml_jax.solvers.liblinear import fit_liblinear
 
 _FEATURES = flags.DEFINE_string('features', None, 'Feature file.', required=True)
@@ -50,7 +51,8 @@ _NEWTON_BLOCK = flags.DEFINE_integer('newton_block', None,
                                      "Coordinates per Newton step (default: the solver's).")
 _L1_SUBPROBLEMS = flags.DEFINE_list(
     'l1_subproblems', ['auto'], "L1 Newton's inner method(s) to time: auto (the solver's "
-    'choice for the device), cd, fista; the first gives the headline figures.')
+    'choice for the shapes and device), cd, fista, matrix_free; the first gives the headline '
+    'figures.')
 _OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures.')
 _OVERWRITE = cli.define_overwrite()
 flags.declare_key_flag('overwrite')
@@ -67,7 +69,7 @@ def main(argv):
   cli.processes(_N_JOBS)
   cli.positive_numbers(_LIBLINEAR_TOLS)
   cli.choices(_PENALTIES, ('l1', 'l2'))
-  cli.choices(_L1_SUBPROBLEMS, ('auto', 'cd', 'fista'))
+  cli.choices(_L1_SUBPROBLEMS, ('auto', *prox_newton.SUBPROBLEMS))
   if _OUTPUT.value:
     outputs.check_file(_OUTPUT.value, outputs.Inputs([_FEATURES.value]),
                        kind=FORMAT.split('/')[0], overwrite=_OVERWRITE.value)

@@ -7,7 +7,7 @@ each solver is a frozen dataclass of its hyper-parameters whose `run(problem)` r
 
     problem = make_problem(X, Y, mask, shift, scale, C, intercept_scaling=1.0,
                            fit_intercept=True)
-    params, state = ProxNewtonL1(tol=1e-6).run(problem)     # or NewtonL2, FISTA(penalty=...)
+    params, state = ProxNewtonL1(tol=1e-6).run(problem)     # or NewtonL2, NewtonCGL2, FISTA(...)
 
 `fit_logistic` does the same from plain arrays, over every device, and checks its arguments.
 """
@@ -15,6 +15,7 @@ each solver is a frozen dataclass of its hyper-parameters whose `run(problem)` r
 from miml_jax.solvers.fista import FISTA
 from miml_jax.solvers.logistic import fit_logistic
 from miml_jax.solvers.newton import NewtonL2
+from miml_jax.solvers.newton_cg import NewtonCGL2
 from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.objective import objective
 from miml_jax.solvers.problem import make_problem

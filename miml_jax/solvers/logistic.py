@@ -2,7 +2,8 @@
 
 By default both penalties are solved by Newton-type methods: L1 by proximal Newton on a working
 set (`prox_newton.ProxNewtonL1`, liblinear's own method batched), L2 by Newton's method in sample
-space (`newton.NewtonL2`); `fista.FISTA` solves either. All solve liblinear's objective
+space (`newton.NewtonL2`; from `problem.MATRIX_FREE_ROWS` training rows truncated Newton,
+`newton_cg.NewtonCGL2`); `fista.FISTA` solves either. All solve liblinear's objective
 (`miml_jax.solvers.objective`) for a `problem.Problem`, and stop on the same optimality measure.
 This function checks its arguments, builds the problem, spreads it over the devices and returns
 the solver's (Params, SolverState) as one `LogisticFit`.
@@ -15,9 +16,11 @@ from miml_jax import sharding
 from miml_jax.errors import UserError
 from miml_jax.solvers import fista
 from miml_jax.solvers import newton
+from miml_jax.solvers import newton_cg
 from miml_jax.solvers import prox_newton
 from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.problem import make_problem
+from miml_jax.solvers.problem import MATRIX_FREE_ROWS
 
 METHODS = ('auto', 'fista', 'newton')
 
@@ -48,14 +51,18 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     method: 'newton' (the default, also 'auto') or 'fista'. Newton: for L2 in sample space, an
       (m, m) factorisation per problem (m training rows); for L1 proximal Newton on a working set
       of `newton_block` coordinates (a (K, K) factorisation per problem), grown while a support
-      outgrows it. FISTA holds only vectors and needs far more iterations.
+      outgrows it. From `MATRIX_FREE_ROWS` (2,048) training rows both touch the Hessian only
+      through products with the data (L2: truncated Newton with conjugate gradients; L1:
+      `l1_subproblem='matrix_free'`), memory and time linear in the rows. FISTA holds only
+      vectors and needs far more iterations.
     newton_every, newton_block: FISTA takes, every `newton_every` iterations (0: never), a
       safeguarded Newton step on the `newton_block` most important coordinates of each problem
       (None: every 10 iterations for L1, never for L2; 256 coordinates). L1 Newton starts from a
       working set of `newton_block` coordinates (None: 256).
     l1_subproblem: how L1 Newton minimises its model on the working set: 'cd' (coordinate
-      descent, sequential) or 'fista' (batched products); None: 'cd' on CPUs, 'fista' on
-      accelerators.
+      descent, sequential), 'fista' (batched products) or 'matrix_free' (no model Hessian);
+      None: 'matrix_free' from `MATRIX_FREE_ROWS` training rows, below that 'cd' on CPUs and
+      'fista' on accelerators.
 
   Returns:
     A `LogisticFit` (see its docstring).
@@ -99,6 +106,8 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
                          newton_every=None if newton_every is None else int(newton_every),
                          newton_block=prox_newton.BLOCK if newton_block is None
                          else int(newton_block))
+  elif penalty == 'l2' and problem.rows.shape[1] >= MATRIX_FREE_ROWS:
+    solver = newton_cg.NewtonCGL2(tol=float(tol), max_iter=int(max_iter))
   elif penalty == 'l2':
     solver = newton.NewtonL2(tol=float(tol), max_iter=int(max_iter))
   else:

@@ -21,7 +21,6 @@ measure every solver here stops on.
 
 import dataclasses
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,21 +47,6 @@ class NewtonL2:
   def run(self, problem: Problem, mesh=None) -> tuple[Params, SolverState]:
     tol = jnp.asarray(self.tol, problem.X.dtype)
     return sharding.map_splits(solve, mesh, problem, shared=(tol,), max_iter=self.max_iter)
-
-
-class _State(NamedTuple):
-  z: jax.Array        # (S, D, L)
-  xz: jax.Array       # (S, m, L) margins X̃z
-  f: jax.Array        # (S, L)
-  z_prev: jax.Array   # (S, D, L) the point before the last step, F and ||∇F|| there
-  f_prev: jax.Array
-  kkt_prev: jax.Array
-  tentative: jax.Array  # (S, L) the last step lowered F by no more than its rounding
-  n_iter: jax.Array   # (S, L)
-  converged: jax.Array
-  done: jax.Array
-  kkt: jax.Array      # (S, L) ||∇F|| / ||∇F(0)||
-  it: jax.Array
 
 
 @functools.partial(jax.jit, static_argnames=('max_iter',))
@@ -142,24 +126,15 @@ def solve(problem: Problem, tol, *, max_iter) -> tuple[Params, SolverState]:
     z = jnp.where(revert[:, None, :], s.z_prev, s.z + t_best * step)
     # Margins recomputed from z, not accumulated, so that rounding does not drift.
     xz = jnp.einsum('smd,sdl->sml', Xs, z, precision=HIGHEST)
-    return _State(
-        z=z, xz=xz, f=jnp.where(move, f_of(z, xz), jnp.where(revert, s.f_prev, s.f)),
-        z_prev=jnp.where(move[:, None, :], s.z, s.z_prev),
-        f_prev=jnp.where(move, s.f, s.f_prev), kkt_prev=jnp.where(move, gnorm, s.kkt_prev),
-        tentative=tentative,
-        n_iter=s.n_iter + (~done).astype(jnp.int32),
-        converged=s.converged | converged,
-        done=done | ~move,   # no step length lowers F: as far as this precision goes
-        kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, gnorm)), it=s.it + 1)
+    return steps.advance(s, z, xz, f_of, kkt=gnorm, move=move, tentative=tentative,
+                         revert=revert, converged=converged, done=done)
 
   D = Xs.shape[-1]
   z0 = jnp.zeros((S, D, L), dtype)
   xz0 = jnp.zeros((S, m, L), dtype)
   g0 = jnp.maximum(jnp.linalg.norm(gradient(z0, xz0)[0], axis=1), jnp.finfo(dtype).tiny)
   f0 = f_of(z0, xz0)
-  no, one = jnp.zeros((S, L), bool), jnp.ones((S, L), dtype)
-  state = _State(z0, xz0, f0, z0, f0, one, no, jnp.zeros((S, L), jnp.int32), no, no, one,
-                 jnp.zeros((), jnp.int32))
+  state = steps.start(z0, xz0, f0)
   s = jax.lax.while_loop(lambda s: (s.it < max_iter) & ~jnp.all(s.done), body, state)
   gnorm = jnp.linalg.norm(gradient(s.z, s.xz)[0], axis=1) / g0
   converged = s.converged | (gnorm <= tol)

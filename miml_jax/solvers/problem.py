@@ -20,6 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
+# From this many training rows per split the Newton solvers leave matrices of the rows' or the
+# working set's size (an m x m factorisation for L2, a K x K model Hessian for L1, both formed
+# from gathered copies of the data) for products with the shared data only: memory of the data
+# plus a few vectors, cost linear in the rows. Below it those matrices are cheaper, and they
+# solve the Table 1 problems (at most 1,333 rows) as before. Measured in experiments/scale/.
+MATRIX_FREE_ROWS = 2048
+
 
 @flax.struct.dataclass
 class Problem:

@@ -15,7 +15,11 @@ move. Here the same idea runs for every problem (split x label) at once, in fixe
    cost launches and not arithmetic; on the Table 1 problems it needs no more Newton
    iterations); then, at the signs found, the model's exact minimiser on the set's non-zero
    coordinates (one Cholesky solve). Once the signs settle this is Newton's step
-   on a smooth problem and converges quadratically, which either inner method alone would not;
+   on a smooth problem and converges quadratically, which either inner method alone would not.
+   From `problem.MATRIX_FREE_ROWS` training rows (`'matrix_free'`) no Hessian is formed and the
+   set is every coordinate: both steps touch the model through products with the shared data
+   (proximal-gradient steps, then conjugate gradients on the non-zero coordinates), so memory
+   stays the data plus a few vectors, and cost linear in the rows;
 4. F along both directions for 12 step lengths each (1, 1/2, ...), evaluated at once (on the
    working set the margins are cheap), keeping the best: F never increases beyond rounding
    (`miml_jax.solvers.steps`: near the optimum a step float32 cannot tell from rounding is kept
@@ -42,11 +46,13 @@ import numpy as np
 
 from miml_jax import sharding
 from miml_jax.solvers import design as splits_design
+from miml_jax.solvers import newton_cg
 from miml_jax.solvers import steps
 from miml_jax.solvers.objective import HIGHEST
 from miml_jax.solvers.objective import loss_terms
 from miml_jax.solvers.objective import min_norm_subgradient
 from miml_jax.solvers.objective import optimality
+from miml_jax.solvers.problem import MATRIX_FREE_ROWS
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
@@ -63,12 +69,18 @@ _CD_SWEEPS = 4
 # Proximal-gradient steps on the working-set model (the accelerators' inner method): at 100 the
 # signs have settled on the Table 1 problems, and Newton iterations are no more than with 'cd'.
 _FISTA_STEPS = 100
+# The same without a model Hessian, where each step is two passes over the data: fewer, since
+# the conjugate-gradient Newton step after them does the rest (on 4,000 synthetic images, 10,
+# 30 and 100 steps took 29, 9 and 8 Newton iterations: 35, 14 and 21 s).
+_MATRIX_FREE_STEPS = 30
 # Power iterations for the model's top eigenvalue (then scaled up by 10%).
 _POWER_STEPS = 15
 # The model's ridge, relative to its mean curvature: keeps the Cholesky factorisation defined
 # for columns without curvature, and is too small to change a step otherwise.
 _RIDGE = 1e-6
-SUBPROBLEMS = ('cd', 'fista')
+SUBPROBLEMS = ('cd', 'fista', 'matrix_free')
+# Most conjugate-gradient steps of the matrix-free orthant Newton step.
+_CG_STEPS = 50
 # The first working set, per problem (doubled while a support outgrows it): at C=1 the Table 1
 # solutions keep 0.3-8% of the 5,889 weights, and a Hessian costs the set's square.
 BLOCK = 256
@@ -76,8 +88,10 @@ BLOCK = 256
 
 @dataclasses.dataclass(frozen=True)
 class ProxNewtonL1:
-  """Proximal Newton on a working set for L1 (module docstring); `subproblem` None: 'cd' on
-  CPUs, 'fista' on accelerators. run(problem) -> (Params, SolverState)."""
+  """Proximal Newton on a working set for L1 (module docstring); `subproblem` None:
+  'matrix_free' from `MATRIX_FREE_ROWS` training rows per split, below that 'cd' on CPUs and
+  'fista' on accelerators.
+  run(problem) -> (Params, SolverState)."""
   tol: float = 1e-4
   max_iter: int = 10_000
   block: int = BLOCK
@@ -86,7 +100,7 @@ class ProxNewtonL1:
   def run(self, problem: Problem, mesh=None) -> tuple[Params, SolverState]:
     subproblem = self.subproblem
     if subproblem is None:
-      subproblem = 'cd' if jax.devices()[0].platform == 'cpu' else 'fista'
+      subproblem = default_subproblem(problem.rows.shape[1])
     dtype = problem.X.dtype
     z = np.zeros((problem.num_splits, problem.dim, problem.num_labels), dtype)
     if mesh is not None:
@@ -94,6 +108,13 @@ class ProxNewtonL1:
     tol = jnp.asarray(self.tol, dtype)
     return solve_growing(problem, tol, z, mesh=mesh, max_iter=self.max_iter, block=self.block,
                          subproblem=subproblem)
+
+
+def default_subproblem(rows: int) -> str:
+  """The inner method for problems of `rows` training rows per split (`ProxNewtonL1`)."""
+  if rows >= MATRIX_FREE_ROWS:
+    return 'matrix_free'
+  return 'cd' if jax.devices()[0].platform == 'cpu' else 'fista'
 
 
 class _State(NamedTuple):
@@ -142,17 +163,18 @@ def _hessian_times(H, v):
   return jnp.einsum('...kj,...j->...k', H, v, precision=HIGHEST)
 
 
-def _quadratic_model(H, g, z, delta):
+def _quadratic_model(hessian_times, g, z, delta):
   """gᵀδ + ½δᵀHδ + ||z + δ||₁ - ||z||₁, the model's change."""
-  h_delta = _hessian_times(H, delta)
+  h_delta = hessian_times(delta)
   return ((g + 0.5 * h_delta) * delta).sum(-1) + jnp.abs(z + delta).sum(-1) - jnp.abs(z).sum(-1)
 
 
-def _accelerated_prox_gradient(H, ridge, g, z, steps):
+def _accelerated_prox_gradient(hessian_times, ridge, g, z, steps):
   """The minimiser of `_coordinate_descent`'s model, approached by `steps` FISTA steps on u = z + δ
-  (all coordinates at once), with H + ridge·I; returns δ, or 0 where the model did not decrease.
+  (all coordinates at once), with H + ridge·I (H through its products, hessian_times); returns
+  δ, or 0 where the model did not decrease.
   """
-  matvec = lambda v: _hessian_times(H, v) + ridge[..., None] * v
+  matvec = lambda v: hessian_times(v) + ridge[..., None] * v
   # Largest eigenvalue by power iteration; 1.1x covers its approach from below.
   v = jnp.ones_like(g)
   for _ in range(_POWER_STEPS):
@@ -172,7 +194,7 @@ def _accelerated_prox_gradient(H, ridge, g, z, steps):
   u, _, _ = jax.lax.fori_loop(0, steps, fista_step, (z, z, jnp.ones((), g.dtype)))
   delta = u - z
   # A bad eigenvalue estimate could make the steps diverge: such a direction is not taken.
-  ok = _quadratic_model(H, g, z, delta) <= 0.0
+  ok = _quadratic_model(hessian_times, g, z, delta) <= 0.0
   return jnp.where(ok[..., None] & jnp.isfinite(delta), delta, 0.0)
 
 
@@ -192,6 +214,48 @@ def _orthant_newton(H, ridge, g, z, delta):
   return jnp.where(free, jnp.where(jnp.isfinite(solved), solved, 0.0), fixed), sigma
 
 
+def _orthant_newton_cg(hessian_times, ridge, g, z, delta, forcing):
+  """`_orthant_newton` with H through its products: the free coordinates' system solved by
+  conjugate gradients to a relative residual `forcing` (S, L). Returns (step, signs)."""
+  sigma = jnp.sign(z + delta)
+  free = sigma != 0
+  fixed = jnp.where(free, 0.0, -z)
+  rhs = jnp.where(free, -(g + sigma + hessian_times(fixed)), 0.0)
+  matvec = lambda v: jnp.where(free, hessian_times(jnp.where(free, v, 0.0)), 0.0) + (
+      ridge[..., None] * v)
+  # conjugate_gradients works on (S, D, L); these are (S, L, D).
+  solved = newton_cg.conjugate_gradients(
+      lambda v: jnp.moveaxis(matvec(jnp.moveaxis(v, 1, 2)), 2, 1), jnp.moveaxis(rhs, 2, 1),
+      forcing * jnp.linalg.norm(rhs, axis=-1), jnp.ones(forcing.shape, bool), _CG_STEPS)
+  solved = jnp.moveaxis(solved, 1, 2)
+  return jnp.where(free, jnp.where(jnp.isfinite(solved), solved, 0.0), fixed), sigma
+
+
+def _matrix_free_candidates(design, z, xz, g, ysign, mask, C, t, kkt):
+  """`_candidates` on every coordinate, with the model Hessian X̃ᵀ D X̃ through products with the
+  shared data: memory of the data plus a few (S, n, L) arrays, and cost linear in the rows.
+  Returns (the points z + t·δ (S, L, 2J, D), their loss terms (S, L, 2J))."""
+  curvature = C * jax.nn.sigmoid(ysign * xz) * jax.nn.sigmoid(-ysign * xz) * mask   # (S, n, L)
+  natural = lambda v: jnp.moveaxis(v, 2, 1)                   # (S, L, D) <-> (S, D, L)
+  hessian_times = lambda v: natural(splits_design.margins_transpose(
+      design, curvature * splits_design.margins(design, natural(v))))
+  zt, gt = natural(z), natural(g)
+  ridge = _RIDGE * jnp.maximum(natural(curvature).sum(-1), jnp.finfo(z.dtype).tiny)
+  inner = _accelerated_prox_gradient(hessian_times, ridge, gt, zt, _MATRIX_FREE_STEPS)
+  newton, sigma = _orthant_newton_cg(hessian_times, ridge, gt, zt, inner,
+                                     jnp.minimum(0.5, jnp.sqrt(kkt)))
+  # Coordinates the full Newton step would take across zero stop at zero: along this direction
+  # every step length keeps the orthant, so the margins stay linear in the length.
+  newton = jnp.where(jnp.sign(zt + newton) == sigma, newton, -zt)
+  z_try, losses = [], []
+  for direction in (inner, newton):
+    x_direction = splits_design.margins(design, natural(direction))
+    losses.append(jax.lax.map(
+        lambda tj: loss_terms(xz + tj * x_direction, ysign, mask), t))     # (J, S, L)
+    z_try.append(zt[..., None, :] + t[:, None] * direction[..., None, :])
+  return jnp.concatenate(z_try, axis=-2), jnp.moveaxis(jnp.concatenate(losses), 0, -1)
+
+
 def _working_set(zt, sub, K):
   """Each problem's K coordinates to move: the non-zero weights first, then the zero weights that
   most violate optimality. zt, sub: (S, L, D) weights and minimum-norm subgradient. Returns
@@ -209,7 +273,8 @@ def _candidates(H, h_diag, ridge, g, z, t, subproblem):
   if subproblem == 'cd':
     inner = _coordinate_descent(H, h_diag + ridge[..., None], g, z, _CD_SWEEPS)
   else:
-    inner = _accelerated_prox_gradient(H, ridge, g, z, _FISTA_STEPS)
+    inner = _accelerated_prox_gradient(functools.partial(_hessian_times, H), ridge, g, z,
+                                       _FISTA_STEPS)
   newton, sigma = _orthant_newton(H, ridge, g, z, inner)
   inner_try = z[..., None, :] + t[:, None] * inner[..., None, :]
   newton_try = z[..., None, :] + t[:, None] * newton[..., None, :]
@@ -246,7 +311,8 @@ def solve(problem: Problem, z0, tol, max_iter, *, block, subproblem):
   C = jnp.broadcast_to(C, (L,))
   design = splits_design.make(X, shift, scale, intercept_scaling, fit_intercept)
   D = design.dim
-  K = min(D, block)
+  # Without a model Hessian to form, nothing is gained by a working set.
+  K = D if subproblem == 'matrix_free' else min(D, block)
   ysign = (2.0 * Y - 1.0)[None]                                          # (1, n, L)
   m3 = mask[..., None]                                                    # (S, n, 1)
   on_rows = lambda a: jnp.take_along_axis(a, rows[..., None], axis=1)     # (S, n, L) -> (S, m, L)
@@ -277,18 +343,24 @@ def solve(problem: Problem, z0, tol, max_iter, *, block, subproblem):
     inside = total_violation - outside
     z_w = jnp.take_along_axis(zt, idx, axis=-1)
     g_w = jnp.take_along_axis(gt, idx, axis=-1)
-    x_w = splits_design.columns(design, rows, idx)                        # (S, L, K, m)
-    p = jax.nn.sigmoid(-y_rows * jnp.moveaxis(on_rows(s.xz), 1, 2))       # (S, L, m)
+    xz_rows = jnp.moveaxis(on_rows(s.xz), 1, 2)                            # (S, L, m)
+    p = jax.nn.sigmoid(-y_rows * xz_rows)                                  # (S, L, m)
     curvature = C[None, :, None] * p * (1.0 - p) * w_rows
-    H = jnp.einsum('slkm,slm,sljm->slkj', x_w, curvature, x_w, precision=HIGHEST)
-    h_diag = jnp.diagonal(H, axis1=-2, axis2=-1)
-    ridge = _RIDGE * jnp.maximum(h_diag.mean(axis=-1), jnp.finfo(dtype).tiny)
-
-    z_try = _candidates(H, h_diag, ridge, g_w, z_w, t, subproblem)       # (S, L, 2J, K)
-    xz_try = (jnp.moveaxis(on_rows(s.xz), 1, 2)[..., None, :]
-              + jnp.einsum('slkm,sljk->sljm', x_w, z_try - z_w[..., None, :],
-                           precision=HIGHEST))                            # (S, L, 2J, m)
-    loss = (jnp.logaddexp(0.0, -y_rows[..., None, :] * xz_try) * w_rows[..., None, :]).sum(-1)
+    if subproblem == 'matrix_free':
+      z_try, loss = _matrix_free_candidates(design, s.z, s.xz, g, ysign, m3, C, t, kkt)
+      z_try = jnp.take_along_axis(z_try, idx[..., None, :], axis=-1)    # (S, L, 2J, K)
+    else:
+      x_w = splits_design.columns(design, rows, idx)                      # (S, L, K, m)
+      H = jnp.einsum('slkm,slm,sljm->slkj', x_w, curvature, x_w, precision=HIGHEST)
+      h_diag = jnp.diagonal(H, axis1=-2, axis2=-1)
+      ridge = _RIDGE * jnp.maximum(h_diag.mean(axis=-1), jnp.finfo(dtype).tiny)
+      z_try = _candidates(H, h_diag, ridge, g_w, z_w, t, subproblem)     # (S, L, 2J, K)
+      xz_try = (xz_rows[..., None, :]
+                + jnp.einsum('slkm,sljk->sljm', x_w, z_try - z_w[..., None, :],
+                             precision=HIGHEST))                          # (S, L, 2J, m)
+    if subproblem != 'matrix_free':
+      loss = (jnp.logaddexp(0.0, -y_rows[..., None, :] * xz_try)
+              * w_rows[..., None, :]).sum(-1)                               # (S, L, 2J)
     f_try = (jnp.abs(s.z).sum(axis=1)[..., None] - jnp.abs(z_w).sum(-1)[..., None]
              + jnp.abs(z_try).sum(-1) + C[None, :, None] * loss)          # (S, L, 2J)
     f_try = jnp.where(jnp.isfinite(f_try), f_try, jnp.inf)

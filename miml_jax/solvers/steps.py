@@ -6,6 +6,9 @@ the data). F at length 0 is computed the same way as at the others, so that comp
 differences, not the rounding of two different sums.
 """
 
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 
 # Newton's step is nearly always taken whole; the shorter ones are the safeguard where float32
@@ -43,3 +46,40 @@ def choose(f_try, done, eps):
   strict = ~done & (f_best < f_here - noise)
   tentative = ~done & ~strict & (f_moving <= f_here + noise)
   return jnp.where(strict, best, best_moving), strict, tentative
+
+
+class NewtonState(NamedTuple):
+  """The loop state of the L2 Newton solvers; (S, L) per problem unless said."""
+  z: jax.Array          # (S, D, L)
+  xz: jax.Array         # (S, rows, L) margins X̃z
+  f: jax.Array
+  z_prev: jax.Array     # (S, D, L) the point before the last step, F and the measure there
+  f_prev: jax.Array
+  kkt_prev: jax.Array
+  tentative: jax.Array  # the last step lowered F by no more than its rounding
+  n_iter: jax.Array
+  converged: jax.Array
+  done: jax.Array
+  kkt: jax.Array        # the stopping measure relative to its value at 0
+  it: jax.Array         # () iterations of the loop
+
+
+def start(z, xz, f) -> NewtonState:
+  """The state before the first iteration, at z (margins xz, objective f)."""
+  no, one = jnp.zeros(f.shape, bool), jnp.ones(f.shape, f.dtype)
+  return NewtonState(z, xz, f, z, f, one, no, jnp.zeros(f.shape, jnp.int32), no, no, one,
+                     jnp.zeros((), jnp.int32))
+
+
+def advance(s: NewtonState, z, xz, f_of, *, kkt, move, tentative, revert, converged,
+            done) -> NewtonState:
+  """The state after an iteration that measured `kkt` at s.z and moved to z (margins xz) where
+  `move`, or back to s.z_prev where `revert` (a tentative step that did not lower the measure).
+  A problem not `done` that cannot `move` is done: no step length lowers F any more."""
+  return NewtonState(
+      z=z, xz=xz, f=jnp.where(move, f_of(z, xz), jnp.where(revert, s.f_prev, s.f)),
+      z_prev=jnp.where(move[:, None, :], s.z, s.z_prev),
+      f_prev=jnp.where(move, s.f, s.f_prev), kkt_prev=jnp.where(move, kkt, s.kkt_prev),
+      tentative=tentative, n_iter=s.n_iter + (~done).astype(jnp.int32),
+      converged=s.converged | converged, done=done | ~move,
+      kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, kkt)), it=s.it + 1)

@@ -1,0 +1,134 @@
+r"""Truncated Newton (Newton-CG) for the L2 problem of `miml_jax.solvers.objective`, in weight space.
+
+`newton.NewtonL2` factorises an m x m matrix per problem: exact and fast while the training rows
+are a few thousand, but its memory grows as m² and its time as m³. Here, as in liblinear's TRON,
+the Newton system (I + X̃ᵀ W X̃) d = -∇F is solved only approximately, by conjugate gradients
+that touch the Hessian through products v ↦ v + X̃ᵀ(W (X̃ v)): two passes over the shared data
+per CG step, for every problem at once, and memory of the data plus a few (S, n, L) and
+(S, D, L) arrays. The Newton iteration count hardly depends on m, so the cost is linear in the
+images.
+
+CG stops at a relative residual η = min(1/2, sqrt(||∇F|| / ||∇F(0)||)) (the forcing sequence of
+Eisenstat and Walker, superlinear near the optimum); the step length is searched as in the other
+Newton solvers (`miml_jax.solvers.steps`). A problem stops when ||∇F|| <= tol ||∇F(0)||, the
+measure every solver stops on (`objective.optimality`), or when no step lowers F any more.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from miml_jax import sharding
+from miml_jax.solvers import design as splits_design
+from miml_jax.solvers import steps
+from miml_jax.solvers.objective import loss_terms
+from miml_jax.solvers.problem import Params
+from miml_jax.solvers.problem import Problem
+from miml_jax.solvers.problem import SolverState
+
+# Most CG steps per Newton step: the forcing sequence usually stops CG long before, and a step
+# cut short here is still a descent direction.
+MAX_CG = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class NewtonCGL2:
+  """Truncated Newton with conjugate gradients for L2 (module docstring). run(problem) ->
+  (Params, SolverState)."""
+  tol: float = 1e-4
+  max_iter: int = 10_000
+  max_cg: int = MAX_CG
+
+  def run(self, problem: Problem, mesh=None) -> tuple[Params, SolverState]:
+    tol = jnp.asarray(self.tol, problem.X.dtype)
+    return sharding.map_splits(solve, mesh, problem, shared=(tol,), max_iter=self.max_iter,
+                               max_cg=self.max_cg)
+
+
+def conjugate_gradients(matvec, b, target, active, max_steps):
+  """x with ||matvec(x) - b|| <= target for every problem (or after max_steps), from x = 0;
+  b (S, D, L), target and active (S, L): inactive problems get 0. All problems step together,
+  so that each step is one batched matvec."""
+  dot = lambda u, v: (u * v).sum(axis=1)
+
+  def body(c):
+    x, r, p, rr, going, k = c
+    hp = matvec(p)
+    alpha = jnp.where(going, rr / jnp.maximum(dot(p, hp), jnp.finfo(b.dtype).tiny), 0.0)
+    x = x + alpha[:, None, :] * p
+    r = r - alpha[:, None, :] * hp
+    rr_new = dot(r, r)
+    beta = jnp.where(going, rr_new / jnp.maximum(rr, jnp.finfo(b.dtype).tiny), 0.0)
+    p = jnp.where(going[:, None, :], r + beta[:, None, :] * p, p)
+    going = going & (jnp.sqrt(rr_new) > target)
+    return x, r, p, jnp.where(going, rr_new, rr), going, k + 1
+
+  rr = dot(b, b)
+  going = active & (jnp.sqrt(rr) > target)
+  init = (jnp.zeros_like(b), b, b, rr, going, jnp.zeros((), jnp.int32))
+  x, *_ = jax.lax.while_loop(lambda c: jnp.any(c[4]) & (c[5] < max_steps), body, init)
+  return x
+
+
+@functools.partial(jax.jit, static_argnames=('max_iter', 'max_cg'))
+def solve(problem: Problem, tol, *, max_iter, max_cg=MAX_CG) -> tuple[Params, SolverState]:
+  """Newton-CG on every problem of `problem` to relative tolerance `tol`; weights in raw units."""
+  X, Y, mask, shift, scale = problem.X, problem.Y, problem.mask, problem.shift, problem.scale
+  S, L = mask.shape[0], Y.shape[1]
+  dtype = X.dtype
+  C = jnp.broadcast_to(problem.C, (L,))
+  design = splits_design.make(X, shift, scale, problem.intercept_scaling, problem.fit_intercept)
+  ysign = (2.0 * Y - 1.0)[None]                                          # (1, n, L)
+  m3 = mask[..., None]                                                    # (S, n, 1)
+  t = steps.lengths(dtype)
+
+  def f_of(z, xz):
+    return 0.5 * jnp.square(z).sum(axis=1) + C * loss_terms(xz, ysign, m3)
+
+  def gradient(z, xz):
+    p = jax.nn.sigmoid(-ysign * xz)
+    g = z + splits_design.margins_transpose(design, -C * ysign * p * m3)
+    return g, C * p * (1.0 - p) * m3
+
+  def body(s):
+    g, curv = gradient(s.z, s.xz)
+    gnorm = jnp.linalg.norm(g, axis=1)
+    kkt = gnorm / g0
+    converged = ~s.done & (kkt <= tol)
+    # A step F could not tell from rounding is kept only if it lowered the gradient's norm.
+    revert = ~s.done & ~converged & s.tentative & (kkt >= s.kkt_prev)
+    done = s.done | converged | revert
+    hessian_times = lambda v: v + splits_design.margins_transpose(
+        design, curv * splits_design.margins(design, v))
+    forcing = jnp.minimum(0.5, jnp.sqrt(kkt))
+    step = conjugate_gradients(hessian_times, -g, forcing * gnorm, ~done, max_cg)
+    xstep = splits_design.margins(design, step)
+    # F along z + t·step: the penalty is a quadratic in t, the loss needs the margins only; one
+    # length at a time keeps the memory at one (S, n, L) array.
+    zz, zs, ss = [(a * b).sum(axis=1) for a, b in ((s.z, s.z), (s.z, step), (step, step))]
+    loss = jax.lax.map(lambda tj: loss_terms(s.xz + tj * xstep, ysign, m3), t)   # (J, S, L)
+    f_t = (0.5 * (zz + 2 * t[:, None, None] * zs + t[:, None, None] ** 2 * ss)
+           + C * loss)
+    f_t = jnp.moveaxis(jnp.where(jnp.isfinite(f_t), f_t, jnp.inf), 0, -1)       # (S, L, J)
+    best, strict, tentative = steps.choose(f_t, done, jnp.finfo(dtype).eps)
+    move = strict | tentative
+    t_best = jnp.where(move, t[best], 0.0)[:, None, :]
+    z = jnp.where(revert[:, None, :], s.z_prev, s.z + t_best * step)
+    # Margins recomputed from z, not accumulated, so that rounding does not drift.
+    xz = splits_design.margins(design, z)
+    return steps.advance(s, z, xz, f_of, kkt=kkt, move=move, tentative=tentative,
+                         revert=revert, converged=converged, done=done)
+
+  z0 = jnp.zeros((S, design.dim, L), dtype)
+  xz0 = jnp.zeros((S, X.shape[0], L), dtype)
+  g0 = jnp.maximum(jnp.linalg.norm(gradient(z0, xz0)[0], axis=1), jnp.finfo(dtype).tiny)
+  f0 = f_of(z0, xz0)
+  state = steps.start(z0, xz0, f0)
+  s = jax.lax.while_loop(lambda s: (s.it < max_iter) & ~jnp.all(s.done), body, state)
+  kkt = jnp.linalg.norm(gradient(s.z, s.xz)[0], axis=1) / g0
+  converged = s.converged | (kkt <= tol)
+  coef, intercept = splits_design.raw_weights(design, s.z, shift)
+  return Params(coef, intercept), SolverState(s.n_iter, jnp.where(s.done, s.kkt, kkt), s.f,
+                                              converged)

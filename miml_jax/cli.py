@@ -115,6 +115,22 @@ def positive_numbers(flag) -> list[float]:
   return values
 
 
+def integers(flag, low) -> list[int]:
+  """A list flag's values as integers of at least `low`."""
+  values = []
+  for text in flag.value or ():
+    try:
+      value = int(text)
+    except ValueError:
+      value = low - 1
+    if value < low:
+      raise UserError(f'{_name(flag)} must hold integers of at least {low}, got {text!r}')
+    values.append(value)
+  if not values:
+    raise UserError(f'{_name(flag)} is empty')
+  return values
+
+
 def choices(flag, allowed) -> list[str]:
   """A list flag's values, each checked to be one of `allowed`."""
   values = list(flag.value or ())

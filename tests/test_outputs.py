@@ -221,8 +221,7 @@ def test_a_full_disk_keeps_the_finished_parts(tmp_path):
 def test_ctrl_c_ends_in_one_line_and_resumes(tmp_path):
   rng = np.random.default_rng(1)
   root = tmp_path / 'd'
-  # Enough images that the run is still going when the signal comes, however the CPU is shared.
-  paths = conftest.write_images(root / 'images', 120, rng)
+  paths = conftest.write_images(root / 'images', 30, rng)
   with open(root / 'labels.csv', 'w') as f:
     f.write('image,a\n' + ''.join(f'{os.path.basename(p)},{i % 2}\n' for i, p in enumerate(paths)))
   from miml_jax import weights as weights_lib
@@ -231,8 +230,13 @@ def test_ctrl_c_ends_in_one_line_and_resumes(tmp_path):
   weights_lib.save(weights, reference.random_params(rng), source='test',
                    preprocessing=weights_lib.TORCHVISION)
   out = tmp_path / 'f.h5'
+  # Ctrl-C as in a terminal, even where pytest itself runs with SIGINT ignored (a background job
+  # of a shell without job control), which a plain child would inherit.
+  as_in_a_terminal = ('import runpy, signal, sys; signal.signal(signal.SIGINT, '
+                      'signal.default_int_handler); sys.argv[0] = "miml_jax.features"; '
+                      'runpy.run_module("miml_jax.features", run_name="__main__")')
   proc = subprocess.Popen(
-      [sys.executable, '-m', 'miml_jax.features', f'--data={root}', f'--weights={weights}',
+      [sys.executable, '-c', as_in_a_terminal, f'--data={root}', f'--weights={weights}',
        f'--output={out}', '--image_size=32', '--batch_size=2', '--compilation_cache='],
       cwd=conftest.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   parts = tmp_path / 'f.h5.parts'
@@ -245,12 +249,12 @@ def test_ctrl_c_ends_in_one_line_and_resumes(tmp_path):
   assert proc.returncode == 130, err
   assert 'Traceback' not in err
   last = err.replace('\r', '\n').strip().splitlines()[-1]
-  assert last.startswith('interrupted; rerun to resume: ') and 'of 120 images done' in last
+  assert last.startswith('interrupted; rerun to resume: ') and 'of 30 images done' in last
   assert not out.exists() and parts.is_dir()
   assert not [n for n in os.listdir(tmp_path) if n.endswith('.lock')]
   done = features_cli(root, weights, out, '--batch_size=2')
   assert done.returncode == 0, done.stderr
-  assert store.read_feature_file(out).features.shape == (120, 5888)
+  assert store.read_feature_file(out).features.shape == (30, 5888)
 
 
 @pytest.mark.parametrize('module,args,message', [

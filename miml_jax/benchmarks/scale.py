@@ -207,14 +207,16 @@ def main(argv):
     n, num_splits, penalty = _CHILD.value.split(',')
     print(json.dumps(_one_run(int(n), int(num_splits), penalty)))
     return
-  sizes = [int(v) for v in _SIZES.value]
-  split_counts = [int(v) for v in _SPLITS.value]
+  sizes = cli.integers(_SIZES, 10)
+  split_counts = cli.integers(_SPLITS, 1)
   penalties = cli.choices(_PENALTIES, ('l1', 'l2'))
-  if min(sizes) < 10 or min(split_counts) < 1:
-    raise UserError('--sizes must be at least 10 and --splits at least 1')
   if not 1 <= _SUPPORT.value <= _DIM.value:
     raise UserError(f'--support must be in 1..--dim ({_DIM.value}), got {_SUPPORT.value}')
-  low, high = (int(v) for v in _SLOPE_RANGE.value)
+  bounds = cli.integers(_SLOPE_RANGE, 1)
+  if len(bounds) != 2 or bounds[0] >= bounds[1]:
+    raise UserError(f'--slope_range must be two sizes, smallest first, got '
+                    f'{",".join(_SLOPE_RANGE.value)}')
+  low, high = bounds
   if _WRITE_FEATURES.value:
     from miml_jax.features import store
     outputs.check_file(_WRITE_FEATURES.value, outputs.Inputs(

@@ -169,10 +169,13 @@ def train_from_file(path, **fit_kwargs):
   except (OSError, KeyError, ValueError):
     n = None   # read_feature_file says what is wrong with it
   if n is not None:
-    folds = fit_kwargs.get('folds', 5)
-    cv = fit_kwargs.get('C') == 'cv' or fit_kwargs.get('thresholds') == 'tuned'
-    grid = len(fit_kwargs.get('Cs', model_selection.DEFAULT_CS)) if cv else 1
-    memory.check_fits(memory.fit_bytes(n, d, labels * max(grid * folds * cv, 1)),
+    # Cross-validation (`Tagger.fit`) solves every label for each fold and C at once.
+    problems = labels
+    choose_C = fit_kwargs.get('C') == 'cv'
+    if choose_C or fit_kwargs.get('thresholds') == 'tuned':
+      grid = len(fit_kwargs.get('Cs', model_selection.DEFAULT_CS)) if choose_C else 1
+      problems *= grid * fit_kwargs.get('folds', 5)
+    memory.check_fits(memory.fit_bytes(n, d, problems),
                       f'{path}: training on {n:,} images of {d:,} features')
   feats = read_feature_file(path)
   tagger = Tagger.fit(feats.features, feats.labels, feats.label_names,

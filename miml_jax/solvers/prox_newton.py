@@ -343,13 +343,13 @@ def solve(problem: Problem, z0, tol, max_iter, *, block, subproblem):
     inside = total_violation - outside
     z_w = jnp.take_along_axis(zt, idx, axis=-1)
     g_w = jnp.take_along_axis(gt, idx, axis=-1)
-    xz_rows = jnp.moveaxis(on_rows(s.xz), 1, 2)                            # (S, L, m)
-    p = jax.nn.sigmoid(-y_rows * xz_rows)                                  # (S, L, m)
-    curvature = C[None, :, None] * p * (1.0 - p) * w_rows
     if subproblem == 'matrix_free':
       z_try, loss = _matrix_free_candidates(design, s.z, s.xz, g, ysign, m3, C, t, kkt)
       z_try = jnp.take_along_axis(z_try, idx[..., None, :], axis=-1)    # (S, L, 2J, K)
     else:
+      xz_rows = jnp.moveaxis(on_rows(s.xz), 1, 2)                          # (S, L, m)
+      p = jax.nn.sigmoid(-y_rows * xz_rows)
+      curvature = C[None, :, None] * p * (1.0 - p) * w_rows
       x_w = splits_design.columns(design, rows, idx)                      # (S, L, K, m)
       H = jnp.einsum('slkm,slm,sljm->slkj', x_w, curvature, x_w, precision=HIGHEST)
       h_diag = jnp.diagonal(H, axis1=-2, axis2=-1)
@@ -358,7 +358,6 @@ def solve(problem: Problem, z0, tol, max_iter, *, block, subproblem):
       xz_try = (xz_rows[..., None, :]
                 + jnp.einsum('slkm,sljk->sljm', x_w, z_try - z_w[..., None, :],
                              precision=HIGHEST))                          # (S, L, 2J, m)
-    if subproblem != 'matrix_free':
       loss = (jnp.logaddexp(0.0, -y_rows[..., None, :] * xz_try)
               * w_rows[..., None, :]).sum(-1)                               # (S, L, 2J)
     f_try = (jnp.abs(s.z).sum(axis=1)[..., None] - jnp.abs(z_w).sum(-1)[..., None]

@@ -139,3 +139,16 @@ def choices(flag, allowed) -> list[str]:
     raise UserError(f'{_name(flag)}: unknown {", ".join(unknown) or "(empty)"}; choose from '
                     f'{", ".join(allowed)}')
   return values
+
+
+def image_sizes(scales_flag, image_size_flag):
+  """The input size(s) of an extraction: --scales (several sizes, a tuple) if given, else
+  --image_size; `UserError` if both are set."""
+  if not scales_flag.value:
+    return image_size_flag.value
+  if image_size_flag.present:
+    raise UserError(f'give {_name(scales_flag)} or {_name(image_size_flag)}, not both')
+  sizes = tuple(integers(scales_flag, 1))
+  if len(set(sizes)) != len(sizes):
+    raise UserError(f'{_name(scales_flag)} repeats a size: {",".join(scales_flag.value)}')
+  return sizes if len(sizes) > 1 else sizes[0]

@@ -1,12 +1,15 @@
 """Tag your own images.
 
-  python -m miml_jax.tag train --dataset=FOLDER --output=MODEL [--C=1.0|cv] [--thresholds=tuned]
+  python -m miml_jax.tag train --dataset=FOLDER --output=MODEL [--method=recipe|l1] [--C=1.0|cv]
   python -m miml_jax.tag train --features=FEATURES.h5 --output=MODEL [...]
   python -m miml_jax.tag predict --model=MODEL [--format=table|json|csv] IMAGE_OR_FOLDER...
 
 `train` takes a dataset in the plain layout (images/ + labels.csv), extracts (and caches) its
 features and writes a tagger file (or trains on a feature file: one larger than this machine's
-memory is refused before it is read, with the memory it needs); `predict` prints each image's tags with their probabilities.
+memory is refused before it is read, with the memory it needs). By default it trains the recipe
+(`miml_jax.recipe`: L1 and L2 models calibrated and mixed by cross-validation on the training
+images); `--method=l1` is the paper's L1 logistic regression alone. `predict` prints each
+image's tags with their probabilities, from features of the views the tagger was trained on.
 """
 
 import csv
@@ -34,6 +37,9 @@ _MODEL = flags.DEFINE_string('model', None, 'predict: the tagger file.')
 _OUTPUT = flags.DEFINE_string('output', None, 'train: the tagger file to write.')
 _FEATURES = flags.DEFINE_string('features', None, 'train: a feature file to train on, instead '
                                 'of --dataset (e.g. features extracted once, on another machine).')
+_METHOD = flags.DEFINE_enum('method', 'recipe', list(tagger_lib.METHODS),
+                            'train: recipe (L1 and L2, calibrated and mixed by cross-validation '
+                            'on the training images) or l1 (the paper\'s L1 logistic regression).')
 _C = flags.DEFINE_string('C', '1.0', "train: inverse regularisation strength, or 'cv'.")
 _CS = flags.DEFINE_list('Cs', [str(c) for c in model_selection.DEFAULT_CS],
                         'train: the grid for --C=cv.')
@@ -47,6 +53,12 @@ _FORMAT = flags.DEFINE_enum('format', 'table', ['table', 'json', 'csv'], 'predic
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Images per device step.')
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'train: images are resized to this square '
                                    'size (fc7 exists only at 224); predict uses the model\'s.')
+_SCALES = flags.DEFINE_list('scales', None, 'train: several input sizes whose features are '
+                            'averaged (instead of --image_size), e.g. 224,320; predict uses the '
+                            'model\'s.')
+_AUGMENT = flags.DEFINE_enum('augment', 'none', list(extract.AUGMENTS),
+                             'train: flip averages each image\'s features with its mirror '
+                             'image\'s; predict uses the model\'s.')
 
 _OVERWRITE = cli.define_overwrite()
 flags.declare_key_flag('overwrite')
@@ -112,32 +124,40 @@ def train(argv):
     if not math.isfinite(C) or C <= 0:
       raise UserError(f"--C must be a finite positive number or 'cv', got {_C.value!r}")
   Cs = cli.positive_numbers(_CS)
-  fit_kwargs = dict(C=C, Cs=Cs, folds=_FOLDS.value, select=_SELECT.value,
+  if _METHOD.value == 'recipe' and _THRESHOLDS.value != 'fixed':
+    raise UserError("--method=recipe calibrates its probabilities: its thresholds are 'fixed' "
+                    "(--thresholds=tuned is for --method=l1)")
+  fit_kwargs = dict(method=_METHOD.value, C=C, Cs=Cs, folds=_FOLDS.value, select=_SELECT.value,
                     thresholds=_THRESHOLDS.value)
+  cross_validates = C == 'cv' or _THRESHOLDS.value == 'tuned' or _METHOD.value == 'recipe'
   if _FEATURES.value:
-    if C == 'cv' or _THRESHOLDS.value == 'tuned':
+    if cross_validates:
       cli.at_least(_FOLDS, 2)
     outputs.check_file(_OUTPUT.value, outputs.Inputs([_FEATURES.value]), kind=tagger_lib.KIND,
                        overwrite=_OVERWRITE.value)
     tagger = tagger_lib.train_from_file(_FEATURES.value, **fit_kwargs)
   else:
-    extract.check_sizes(_BATCH_SIZE.value, _IMAGE_SIZE.value)
+    image_size = cli.image_sizes(_SCALES, _IMAGE_SIZE)
+    extract.check_sizes(_BATCH_SIZE.value, image_size, augment=_AUGMENT.value)
     dataset = datasets.load(input_flags.one_dataset(), _DATA_DIR.value)
-    if C == 'cv' or _THRESHOLDS.value == 'tuned':
+    if cross_validates:
       cli.at_least(_FOLDS, 2, len(dataset.image_names))
     # Checked before the features are extracted: the tagger file never lands on what train
     # reads.
     inputs = store.dataset_inputs(dataset)
     inputs.add(hub.path_of(_WEIGHTS.value))
     inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value,
-                                image_size=_IMAGE_SIZE.value))
+                                image_size=image_size, augment=_AUGMENT.value))
     outputs.check_file(_OUTPUT.value, inputs, kind=tagger_lib.KIND, overwrite=_OVERWRITE.value)
     tagger = tagger_lib.train(dataset, _WEIGHTS.value, cache_dir=_CACHE_DIR.value,
-                              image_size=_IMAGE_SIZE.value, **fit_kwargs)
+                              image_size=image_size, augment=_AUGMENT.value, **fit_kwargs)
   tagger.save(_OUTPUT.value)
   nonzero = (tagger.coef != 0).sum(axis=0)
+  how = ''
+  if 'recipe' in tagger.info:
+    how = f' (recipe: L1 share of the L1/L2 mix {tagger.info["recipe"]["weight"]:g})'
   print(f'{_OUTPUT.value}: {len(tagger.label_names)} labels from {tagger.info["n_images"]} '
-        f'images; non-zero weights per label: '
+        f'images{how}; non-zero weights per label: '
         + ', '.join(f'{n} {k}' for n, k in zip(tagger.label_names, nonzero)))
 
 

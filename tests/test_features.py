@@ -11,6 +11,7 @@ import pytest
 
 from miml_jax import datasets
 from miml_jax import features
+from miml_jax import images
 from miml_jax import weights
 from miml_jax.errors import UserError
 from miml_jax.features import store
@@ -187,3 +188,56 @@ def test_cli_writes_file_and_reports_errors_without_traceback(tmp_path, small_we
   bad = run(f'--data={ds.root}', f'--weights={tmp_path}/none.safetensors',
             f'--output={tmp_path}/x.h5')
   assert bad.returncode == 1 and 'none.safetensors: no such VGG16 weights file' in bad.stderr
+
+
+def test_views_match_numpy_reference(small_weights):
+  """flip: the mean of the image's and its mirror's features; several sizes: the mean of each
+  size's features; checked against the plain numpy forward pass."""
+  params, info = weights.load(small_weights)
+  rng = np.random.default_rng(11)
+  raw = rng.integers(0, 256, (2, 40, 36, 3), dtype=np.uint8)
+
+  def reference_at(size, flip=False):
+    out = []
+    for image in raw:
+      x = images.load_image(image, size)
+      views = [x, x[:, ::-1]] if flip else [x]
+      out.append(np.mean([reference.features(v, params, 'torchvision') for v in views], 0))
+    return np.array(out)
+
+  def check(got, want):
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+  check(features.extract_features(raw, small_weights, image_size=32, augment='flip'),
+        reference_at(32, flip=True))
+  check(features.extract_features(raw, small_weights, image_size=(32, 48)),
+        (reference_at(32) + reference_at(48)) / 2)
+  both = features.extract_features(raw, small_weights, image_size=(48, 32), augment='flip',
+                                   batch_size=1)
+  check(both, (reference_at(32, True) + reference_at(48, True)) / 2)
+  # The mirror changes the features (the views are not one and the same).
+  assert np.abs(reference_at(32, True) - reference_at(32)).max() > 1e-3
+  for bad, match in [(dict(augment='rotate'), 'unknown augment'),
+                     (dict(image_size=(32, 32)), 'different sizes'),
+                     (dict(image_size=(32, 16)), 'at least 32 pixels')]:
+    with pytest.raises(UserError, match=match):
+      features.extract_features(raw, small_weights, **{'image_size': 32, **bad})
+
+
+def test_feature_file_records_views_and_caches_each_apart(tmp_path, small_weights):
+  ds = make_dataset(tmp_path / 'ds', 3, np.random.default_rng(4))
+  plain = store.cache_path(ds, small_weights, tmp_path, image_size=32)
+  views = dict(image_size=(32, 40), augment='flip')
+  viewed = store.cache_path(ds, small_weights, tmp_path, **views)
+  assert os.path.basename(viewed) == 'ds_random_32-40_flip.h5' and viewed != plain
+  a = store.cached_features(ds, small_weights, tmp_path, image_size=32)
+  b = store.cached_features(ds, small_weights, tmp_path, **views)
+  assert store.views_of(a.attrs) == (32, 'none')
+  assert store.views_of(b.attrs) == ((32, 40), 'flip')
+  assert a.attrs['inputs_sha256'] != b.attrs['inputs_sha256']
+  np.testing.assert_allclose(
+      b.features, features.extract_features(ds.image_paths, small_weights, **views),
+      rtol=1e-5, atol=1e-5 * np.abs(b.features).max())
+  # A file written before views were recorded reads as one size, no augmentation.
+  assert store.views_of({'image_size': 224}) == (224, 'none')

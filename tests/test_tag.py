@@ -52,8 +52,8 @@ def test_train_save_load_predict_in_new_processes(scene_subset, lpips_weights, t
   root, new = scene_subset
   model = tmp_path / 'scene.tagger'
   result = run('train', f'--data={root}', f'--weights={lpips_weights}', f'--output={model}',
-               f'--cache_dir={tmp_path}/cache', '--image_size=64', '--thresholds=tuned',
-               '--folds=3')
+               f'--cache_dir={tmp_path}/cache', '--image_size=64', '--method=l1',
+               '--thresholds=tuned', '--folds=3')
   assert result.returncode == 0, result.stderr
   assert 'non-zero weights per label' in result.stdout
   result = run('predict', f'--model={model}', f'--weights={lpips_weights}', '--format=json',
@@ -225,3 +225,35 @@ def test_train_on_a_feature_file_and_refuse_one_beyond_memory(tmp_path):
       tagger_lib.train_from_file(features)
   assert run('train', f'--features={features}', '--dataset=scene', f'--output={model}',
              '--overwrite').returncode == 1
+
+
+def test_recipe_tagger_with_views_predicts_with_the_same_views(scene_subset, lpips_weights,
+                                                               tmp_path):
+  """train --method=recipe --augment=flip --scales=...: the tagger file records the views, and
+  predict extracts its images' features with them."""
+  root, new = scene_subset
+  model = tmp_path / 'views.tagger'
+  result = run('train', f'--data={root}', f'--weights={lpips_weights}', f'--output={model}',
+               f'--cache_dir={tmp_path}/cache', '--scales=64,48', '--augment=flip',
+               '--method=recipe')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert os.path.exists(tmp_path / 'cache' / 'scene40_vgg16_lpips_64-48_flip.h5')
+  tagger = Tagger.load(model)
+  assert tagger.image_size == (64, 48) and tagger.augment == 'flip'
+  assert tagger.info['method'] == 'recipe' and tagger.info['recipe']['penalties'] == ['l1', 'l2']
+  result = run('predict', f'--model={model}', f'--weights={lpips_weights}', '--format=json',
+               new)
+  assert result.returncode == 0, result.stderr[-2000:]
+  out = json.loads(result.stdout)
+  from miml_jax.features import extract_features
+  X = extract_features([o['image'] for o in out], lpips_weights, image_size=(64, 48),
+                       augment='flip')
+  got = np.array([[o['probabilities'][n] for n in tagger.label_names] for o in out])
+  np.testing.assert_allclose(got, tagger.predict_proba(X), atol=1e-4)
+  both = run('train', f'--data={root}', f'--output={tmp_path}/x.tagger', '--scales=64,48',
+             '--image_size=64')
+  conftest.assert_user_error(both, '--scales or --image_size, not both')
+  bad = run('train', f'--data={root}', f'--output={tmp_path}/x.tagger', '--method=recipe',
+            '--thresholds=tuned', f'--weights={lpips_weights}', f'--cache_dir={tmp_path}/cache',
+            '--scales=64,48', '--augment=flip')
+  conftest.assert_user_error(bad, "thresholds are 'fixed'")

@@ -15,6 +15,7 @@ from miml_jax import outputs
 from miml_jax.errors import UserError
 from miml_jax.features import FeatureFile
 from miml_jax.features import cached_features
+from miml_jax.features import extract
 from miml_jax.features import read_feature_file
 from miml_jax.features import store
 from miml_jax.weights import hub
@@ -26,10 +27,14 @@ FEATURES = flags.DEFINE_list(
 DATA_DIR = input_flags.DATA_DIR
 WEIGHTS = input_flags.WEIGHTS
 CACHE_DIR = input_flags.CACHE_DIR
+SCALES = flags.DEFINE_list('scales', None, 'With --dataset: input sizes whose features are '
+                           'averaged (default 224 alone), e.g. 224,320.')
+AUGMENT = flags.DEFINE_enum('augment', 'none', list(extract.AUGMENTS), 'With --dataset: flip '
+                            'averages each image\'s features with its mirror image\'s.')
 SEED = flags.DEFINE_integer('seed', 0, 'Split seed (the same splits in every experiment).')
 OVERWRITE = cli.define_overwrite()
 flags.declare_key_flag('overwrite')
-HOLDERS = (DATASET, FEATURES, DATA_DIR, WEIGHTS, CACHE_DIR, SEED)
+HOLDERS = (DATASET, FEATURES, DATA_DIR, WEIGHTS, CACHE_DIR, SCALES, AUGMENT, SEED)
 flags.mark_flags_as_mutual_exclusive(['dataset', 'features'])
 
 
@@ -43,12 +48,22 @@ class Source:
   load: Callable[[], FeatureFile]
 
 
+def image_size():
+  """--scales as `extract`'s image_size: 224, one other size, or a tuple of them."""
+  if not SCALES.value:
+    return 224
+  sizes = tuple(cli.integers(SCALES, 1))
+  extract.check_sizes(1, sizes)
+  return sizes if len(sizes) > 1 else sizes[0]
+
+
 def _dataset_source(dataset: datasets.Dataset) -> Source:
+  views = {'image_size': image_size(), 'augment': AUGMENT.value}
   inputs = store.dataset_inputs(dataset)
   inputs.add(hub.path_of(WEIGHTS.value))
-  inputs.add(store.cache_path(dataset, WEIGHTS.value, CACHE_DIR.value))
+  inputs.add(store.cache_path(dataset, WEIGHTS.value, CACHE_DIR.value, **views))
   return Source(dataset.name, len(dataset.image_names), inputs,
-                lambda: cached_features(dataset, WEIGHTS.value, CACHE_DIR.value))
+                lambda: cached_features(dataset, WEIGHTS.value, CACHE_DIR.value, **views))
 
 
 def _file_source(path: str) -> Source:

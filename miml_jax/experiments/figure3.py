@@ -13,6 +13,7 @@ saved after every training size, and a rerun skips the sizes already in the JSON
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 from absl import flags
@@ -47,7 +48,7 @@ NAMES = {'newton_l1': 'VGG+L1LR (ours, Newton)', 'newton_l2': 'VGG+LR (ours, New
          'fista_l1': 'VGG+L1LR (ours, FISTA)', 'fista_l2': 'VGG+LR (ours, FISTA)',
          'jax_l1': 'VGG+L1LR (ours)', 'jax_l2': 'VGG+LR (ours)',
          'liblinear_l1': 'VGG+L1LR (liblinear)', 'liblinear_l2': 'VGG+LR (liblinear)',
-         'liblinear_paper': 'VGG+L1LR (paper setting)'}
+         'liblinear_paper': 'VGG+L1LR (paper setting)', 'recipe': 'recipe (ours)'}
 
 
 def default_sizes(n_train: int) -> list[int]:
@@ -55,34 +56,49 @@ def default_sizes(n_train: int) -> list[int]:
 
 
 def plot(result: dict, path: str) -> None:
+  """Five panels and a legend in a 2 x 3 grid, at the width of a README page: each metric
+  against the training images, the paper's VGG+L1LR (Table 1, 2/3 of the images) as a star,
+  and the best of its six baselines at that size as a red line named in the panel."""
   import matplotlib   # pylint: disable=g-import-not-at-top
   import matplotlib.ticker   # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt   # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, len(metrics.NAMES), figsize=(4 * len(metrics.NAMES), 3.4))
+  fig, grid = plt.subplots(2, 3, figsize=(10, 6.4))
+  axes = grid.ravel()
   best = result.get('best_baseline') or {}
+  published = paper.TABLE1.get(result['dataset'])
+  sizes = sorted({p['train_images'] for ps in result['points'].values() for p in ps})
+  table1_size = int(round(result['train_fraction'] * result['n_images']))
   for ax, metric in zip(axes, metrics.NAMES):
     for method in result['methods']:
       points = result['points'][method]
-      sizes = [p['train_images'] for p in points]
-      ax.errorbar(sizes, [p[metric]['mean'] for p in points],
-                  yerr=[p[metric]['std'] for p in points], marker='o', ms=3, capsize=3,
-                  label=NAMES.get(method, method))
+      ax.errorbar([p['train_images'] for p in points], [p[metric]['mean'] for p in points],
+                  yerr=[p[metric]['std'] for p in points], marker='o', ms=3, capsize=2,
+                  lw=2 if method == 'recipe' else 1, label=NAMES.get(method, method))
     if metric in best:
       method, value = best[metric]
-      ax.axhline(value, color='red', lw=1, label=f'best baseline, 2/3 train ({method})')
+      ax.axhline(value, color='red', lw=1, label='best paper baseline, 2/3 train')
+      ax.annotate(method, (0.02, value), xycoords=('axes fraction', 'data'), color='red',
+                  fontsize=7, va='bottom')
+    if published:
+      mean, _ = published['VGG+L1LR'][paper.METRICS.index(metric)]
+      ax.plot([table1_size], [mean], marker='*', ms=13, mfc='none', mec='black', ls='none',
+              label="paper's VGG+L1LR (Table 1)")
     ax.set_xscale('log')
-    sizes = sorted({p['train_images'] for ps in result['points'].values() for p in ps})
-    ax.set_xticks(sizes, [str(k) for k in sizes])
+    ax.set_xticks(sizes, [str(k) for k in sizes], fontsize=7)
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set_xlabel('training images')
-    ax.set_title(LABELS[metric])
+    ax.tick_params(axis='y', labelsize=7)
+    ax.set_xlabel('training images', fontsize=8)
+    ax.set_title(LABELS[metric], fontsize=9)
     ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=7, loc='lower right')
-  fig.suptitle(f"{result['dataset']}: {result['splits']} repetitions per size, mean ± std")
+  handles, labels = axes[0].get_legend_handles_labels()
+  axes[-1].axis('off')
+  axes[-1].legend(handles, labels, fontsize=8, loc='center')
+  fig.suptitle(f"{result['dataset']}: {result['splits']} repetitions per size, mean ± std",
+               fontsize=10)
   fig.tight_layout()
   with atomic.atomic_path(path, '.png') as tmp:
-    fig.savefig(tmp, dpi=120, format='png')
+    fig.savefig(tmp, dpi=100, format='png')
   plt.close(fig)
 
 
@@ -151,7 +167,7 @@ def main(argv):
       # The first k rows of each Table 1 split's own permutation: nested in its training part.
       masks = splits.random_splits(len(X), n_splits, seed=data_flags.SEED.value,
                                    n_train=k)
-      runs = evaluation.run(X, Y, masks, solvers, test_masks=~full,
+      runs = evaluation.run(X, Y, masks, solvers, test_masks=~full, parts_dir=out + '.parts',
                             **protocol_flags.run_kwargs())
       for method, r in runs.items():
         result['points'][method] = sorted(
@@ -165,6 +181,7 @@ def main(argv):
     raise Interrupted(f'rerun to resume: {sum(map(done, sizes))} of {len(sizes)} training '
                       f'sizes done, in {out}.json') from None
   write(result, out)
+  shutil.rmtree(out + '.parts', ignore_errors=True)
   print(f'wrote {out}.png, .csv, .json')
 
 

@@ -16,6 +16,7 @@ at tolerance 1e-8, takes 10 to 25 minutes more and is asked for by name
 
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -29,8 +30,10 @@ from miml_jax import input_flags
 from miml_jax import paper
 from miml_jax import runtime_flags
 from miml_jax import splits
+from miml_jax.errors import Interrupted
 from miml_jax.experiments import data_flags
 from miml_jax.experiments import protocol_flags
+from miml_jax.features import store
 
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
 flags.FLAGS.set_default('solvers', ['newton_l1', 'newton_l2', 'liblinear_l1', 'liblinear_paper'])
@@ -83,7 +86,10 @@ def command_line() -> str:
   """This run's own flags, as a command that repeats it."""
   holders = (*data_flags.HOLDERS, *protocol_flags.HOLDERS, _OUTPUT_DIR)
   if data_flags.FEATURES.value:   # a feature file needs no images, weights or cache
-    holders = [h for h in holders if h.name not in ('data_dir', 'weights', 'cache_dir')]
+    holders = [h for h in holders
+               if h.name not in ('data_dir', 'weights', 'cache_dir', 'scales', 'augment')]
+  if 'recipe' not in protocol_flags.methods():
+    holders = [h for h in holders if not h.name.startswith('recipe_')]
   args = [f'--{h.name}={",".join(h.value) if isinstance(h.value, list) else h.value}'
           for h in holders if h.value is not None]
   return 'python -m miml_jax.experiments.table1 ' + ' '.join(args)
@@ -95,11 +101,21 @@ def run_dataset(dataset_name: str, data, out: str) -> float:
   X, Y = data.features, data.labels.astype(np.float64)
   masks = splits.random_splits(len(X), protocol_flags.SPLITS.value,
                                protocol_flags.TRAIN_FRACTION.value, data_flags.SEED.value)
-  results = evaluation.run(X, Y, masks, protocol_flags.methods(), **protocol_flags.run_kwargs())
+  # The recipe's finished splits are kept here until the results are written: an interrupted
+  # run resumes from them.
+  parts = out + '.parts'
+  try:
+    results = evaluation.run(X, Y, masks, protocol_flags.methods(), parts_dir=parts,
+                             **protocol_flags.run_kwargs())
+  except KeyboardInterrupt:
+    kept = len(os.listdir(parts)) if os.path.isdir(parts) else 0
+    raise Interrupted(f'rerun to resume: the recipe\'s {kept} finished splits are kept in '
+                      f'{parts}' if kept else 'nothing was finished') from None
   result = {
       'format': FORMAT,
       'dataset': dataset_name, 'n_images': int(len(X)), 'n_labels': int(Y.shape[1]),
       'feature_dim': int(X.shape[1]),
+      'views': dict(zip(('image_size', 'augment'), store.views_of(data.attrs))),
       'weights': {'file': None if data_flags.FEATURES.value else data_flags.WEIGHTS.value,
                   'source': data.attrs['weights_source'],
                   'sha256': data.attrs['weights_sha256']},
@@ -107,6 +123,8 @@ def run_dataset(dataset_name: str, data, out: str) -> float:
       'train_fraction': protocol_flags.TRAIN_FRACTION.value,
       'seed': data_flags.SEED.value,
       'C': protocol_flags.C.value, 'scaling': protocol_flags.SCALING.value,
+      **({'recipe': protocol_flags.run_kwargs()['recipe_kwargs']}
+         if 'recipe' in results else {}),
       'methods': {m: evaluation.summary(r) for m, r in results.items()},
       'solver_agreement': evaluation.agreement(results, Y, masks),
   }
@@ -127,6 +145,7 @@ def run_dataset(dataset_name: str, data, out: str) -> float:
     # Labels stay with the dataset (not ours to copy): the test indices point into labels.csv.
     np.savez(f, test_indices=evaluation.test_indices(masks),
              **{f'decisions_{m}': r.decisions for m, r in results.items()})
+  shutil.rmtree(parts, ignore_errors=True)
   print(f'wrote {out}.json, .md, .npz')
   return sum(r.fit_seconds for r in results.values())
 

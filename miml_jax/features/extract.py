@@ -6,6 +6,13 @@ shared) and each channel's maximum is taken per bin. A block is laid out `quadra
 with quadrants top-left, top-right, bottom-left, bottom-right. Blocks follow pool1..pool5, then
 fc7 after its ReLU: 64·4 + 128·4 + 256·4 + 512·4 + 512·4 + 4096 = 9984 dimensions, or 5888 when
 the weights hold only the convolutions.
+
+Views: features may be averaged over several views of each image, its mirror image
+(`augment='flip'`) and several input sizes (`image_size=(224, 320)`). The convolutions and the
+quadrant pooling work at any size, so the conv blocks are averaged over every view; fc7 exists
+only at 224 and comes from the 224 views. The mirror's top-left quadrant holds the image's
+top-right one, mirrored: averaging with the mirror makes the descriptor invariant to left-right
+flips.
 """
 
 import concurrent.futures
@@ -26,6 +33,7 @@ from miml_jax import weights as weights_lib
 from miml_jax.errors import UserError
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+AUGMENTS = ('none', 'flip')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,12 +98,18 @@ def image_features(params, image, *, num_fc, preprocessing, dtype):
   return jnp.concatenate([b.astype(jnp.float32) for b in blocks])
 
 
-@functools.partial(jax.jit, static_argnames=('num_fc', 'preprocessing', 'dtype'))
-def batch_features(params, batch, *, num_fc, preprocessing, dtype=jnp.float32):
-  """batch: (b, h, w, 3) uint8 -> (b, D) float32. One compile per (b, h, w, dtype)."""
+@functools.partial(jax.jit, static_argnames=('num_fc', 'preprocessing', 'dtype', 'flip'))
+def batch_features(params, batch, *, num_fc, preprocessing, dtype=jnp.float32, flip=False):
+  """batch: (b, h, w, 3) uint8 -> (b, D) float32. One compile per (b, h, w, dtype, flip).
+
+  flip: the average of the features of each image and of its mirror image.
+  """
   per_image = functools.partial(image_features, num_fc=num_fc, preprocessing=preprocessing,
                                 dtype=dtype)
-  return jax.vmap(per_image, in_axes=(None, 0))(params, batch)
+  if flip:
+    batch = jnp.concatenate([batch, batch[:, :, ::-1]])
+  feats = jax.vmap(per_image, in_axes=(None, 0))(params, batch)
+  return feats.reshape(2, -1, feats.shape[-1]).mean(0) if flip else feats
 
 
 def resolve_weights(weights):
@@ -106,9 +120,18 @@ def resolve_weights(weights):
   return params, info
 
 
-def num_fc_for(info: weights_lib.WeightsInfo, image_size: int) -> int:
-  """fc layers run only at the 224x224 input they were trained on; else conv features only."""
-  return info.num_fc if image_size == 224 else 0
+def image_sizes(image_size) -> tuple[int, ...]:
+  """An input size, or several (views at each size): as a tuple of ints."""
+  sizes = (image_size,) if np.ndim(image_size) == 0 else tuple(image_size)
+  if not sizes or len(set(sizes)) != len(sizes):
+    raise UserError(f'image sizes must be one or more different sizes, got {list(sizes)}')
+  return tuple(int(s) for s in sizes)
+
+
+def num_fc_for(info: weights_lib.WeightsInfo, image_size) -> int:
+  """fc layers run only at the 224x224 input they were trained on: with fc7 if 224 is among the
+  sizes, else conv features only."""
+  return info.num_fc if 224 in image_sizes(image_size) else 0
 
 
 # Five 2x2 poolings need at least 32 pixels; above 2048 one image's first activations alone
@@ -117,26 +140,33 @@ IMAGE_SIZES = (32, 2048)
 BATCH_SIZES = (1, 4096)
 
 
-def check_sizes(batch_size: int, image_size: int, dtype: str = 'float32') -> None:
-  """`UserError` unless the extractor's settings are in range."""
+def check_sizes(batch_size: int, image_size, dtype: str = 'float32',
+                augment: str = 'none') -> None:
+  """`UserError` unless the extractor's settings are in range (image_size: one size or several)."""
+  if augment not in AUGMENTS:
+    raise UserError(f'unknown augment {augment!r}; choose one of {", ".join(AUGMENTS)}')
   if dtype not in DTYPES:
     raise UserError(f'unknown dtype {dtype!r}; choose one of {", ".join(DTYPES)}')
   if not BATCH_SIZES[0] <= batch_size <= BATCH_SIZES[1]:
     raise UserError(f'batch size must be in {BATCH_SIZES[0]}..{BATCH_SIZES[1]}, got {batch_size}')
-  if not IMAGE_SIZES[0] <= image_size <= IMAGE_SIZES[1]:
-    raise UserError(f'image size must be in {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]} (five 2x2 '
-                    f'poolings need at least 32 pixels), got {image_size}')
+  for size in image_sizes(image_size):
+    if not IMAGE_SIZES[0] <= size <= IMAGE_SIZES[1]:
+      raise UserError(f'image size must be in {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]} (five 2x2 '
+                      f'poolings need at least 32 pixels), got {size}')
 
 
 def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int = 32,
-                         dtype: str = 'float32', image_size: int = 224, threads: int = 4,
+                         dtype: str = 'float32', image_size=224, augment: str = 'none',
+                         threads: int = 4,
                          progress: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (indices (b,), features (b, D) float32) batch by batch, in order.
 
   Images are decoded on `threads` threads while the device computes the previous batch. Every
-  batch has the same static shape (the last is padded), so the jitted forward compiles once.
+  batch has the same static shape (the last is padded), so the jitted forward compiles once per
+  size. image_size, augment: the views averaged (module docstring).
   """
-  check_sizes(batch_size, image_size, dtype)
+  check_sizes(batch_size, image_size, dtype, augment)
+  sizes = image_sizes(image_size)
   params, info = resolve_weights(weights)
   jdtype = DTYPES[dtype]
   # Several local devices: each takes a slice of every batch (padded to a multiple of them).
@@ -144,17 +174,33 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
   batch_size = sharding.padded(batch_size, mesh)
   params = jax.tree.map(lambda p: jnp.asarray(p, jdtype), params)
   params = sharding.replicate(params, mesh) if mesh else jax.device_put(params)
-  forward = functools.partial(batch_features, num_fc=num_fc_for(info, image_size),
-                              preprocessing=info.preprocessing, dtype=jdtype)
+  num_fc = num_fc_for(info, sizes)
+  conv_dim = layout(0).dim
+  forward = {size: functools.partial(batch_features, num_fc=num_fc if size == 224 else 0,
+                                     preprocessing=info.preprocessing, dtype=jdtype,
+                                     flip=augment == 'flip')
+             for size in sizes}
   n = len(image_paths)
   starts = range(0, n, batch_size)
 
   def load_batch(start):
-    batch = np.zeros((batch_size, image_size, image_size, 3), np.uint8)
     paths = image_paths[start:start + batch_size]
-    for i, image in enumerate(pool.map(lambda p: images.load_image(p, image_size), paths)):
-      batch[i] = image
+    batch = {}
+    for size in sizes:
+      batch[size] = np.zeros((batch_size, size, size, 3), np.uint8)
+      for i, image in enumerate(pool.map(lambda p, s=size: images.load_image(p, s), paths)):
+        batch[size][i] = image
     return batch
+
+  def features_of(batch):
+    views = {size: np.asarray(forward[size](params, sharding.shard_leading(batch[size], mesh)))
+             for size in sizes}
+    if len(sizes) == 1:
+      return views[sizes[0]]
+    # Conv blocks averaged over the sizes; fc7 (if any) comes from 224 alone.
+    out = views[224].copy() if num_fc else np.empty((batch_size, conv_dim), np.float32)
+    out[:, :conv_dim] = np.mean([v[:, :conv_dim] for v in views.values()], axis=0)
+    return out
 
   with concurrent.futures.ThreadPoolExecutor(threads) as pool, \
        concurrent.futures.ThreadPoolExecutor(1) as loader, \
@@ -165,13 +211,13 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
       if k + 1 < len(starts):
         pending = loader.submit(load_batch, starts[k + 1])
       stop = min(start + batch_size, n)
-      feats = np.asarray(forward(params, sharding.shard_leading(batch, mesh)))[:stop - start]
+      feats = features_of(batch)[:stop - start]
       bar.update(stop - start)
       yield np.arange(start, stop), feats
 
 
 def extract_features(image_paths: Sequence[str], weights, *, batch_size: int = 32,
-                     dtype: str = 'float32', image_size: int = 224,
+                     dtype: str = 'float32', image_size=224, augment: str = 'none',
                      progress: bool = False) -> np.ndarray:
   """Multi-level VGG16 features of the images: (N, D) float32.
 
@@ -181,12 +227,15 @@ def extract_features(image_paths: Sequence[str], weights, *, batch_size: int = 3
     weights: a weights name or file (`miml_jax.weights.load`), or (params, info).
     batch_size: images per device step.
     dtype: 'float32' or 'bfloat16' compute.
-    image_size: images are resized to image_size x image_size; fc7 needs 224.
+    image_size: images are resized to image_size x image_size; fc7 needs 224. Several sizes
+      (a tuple): features averaged over the sizes (module docstring).
+    augment: 'flip' averages each view with its mirror image; 'none'.
   """
   params, info = resolve_weights(weights)
   dim = layout(num_fc_for(info, image_size)).dim
   out = np.empty((len(image_paths), dim), np.float32)
   for idx, feats in iter_feature_batches(image_paths, (params, info), batch_size=batch_size,
-                                         dtype=dtype, image_size=image_size, progress=progress):
+                                         dtype=dtype, image_size=image_size, augment=augment,
+                                         progress=progress):
     out[idx] = feats
   return out

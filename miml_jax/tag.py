@@ -56,9 +56,10 @@ _IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'train: images are resized
 _SCALES = flags.DEFINE_list('scales', None, 'train: several input sizes whose features are '
                             'averaged (instead of --image_size), e.g. 224,320; predict uses the '
                             'model\'s.')
-_AUGMENT = flags.DEFINE_enum('augment', 'none', list(extract.AUGMENTS),
-                             'train: flip averages each image\'s features with its mirror '
-                             'image\'s; predict uses the model\'s.')
+_AUGMENT = flags.DEFINE_enum('augment', 'flip', list(extract.AUGMENTS),
+                             'train: flip (the default, part of the recipe) averages each '
+                             'image\'s features with its mirror image\'s, at twice the '
+                             'extraction time; none: one view; predict uses the model\'s.')
 
 _OVERWRITE = cli.define_overwrite()
 flags.declare_key_flag('overwrite')

@@ -91,7 +91,7 @@ def test_a_strangers_file_is_kept_unless_overwrite(tiny, tmp_path):
 def test_tag_train_never_overwrites_its_inputs(tiny, tmp_path):
   root, weights = tiny
   cache = tmp_path / 'cache'
-  cached = store.cache_path(datasets.load(root), weights, cache, image_size=32)
+  cached = store.cache_path(datasets.load(root), weights, cache, image_size=32, augment='flip')
   os.makedirs(cache)
   shutil.copy(weights, cached)   # whatever is there, train reads it as its feature cache
   before = digests(root, weights, cached)

@@ -141,12 +141,12 @@ def choices(flag, allowed) -> list[str]:
   return values
 
 
-def image_sizes(scales_flag, image_size_flag):
+def image_sizes(scales_flag, image_size_flag=None):
   """The input size(s) of an extraction: --scales (several sizes, a tuple) if given, else
-  --image_size; `UserError` if both are set."""
+  --image_size (224 for a command without one); `UserError` if both are set."""
   if not scales_flag.value:
-    return image_size_flag.value
-  if image_size_flag.present:
+    return 224 if image_size_flag is None else image_size_flag.value
+  if image_size_flag is not None and image_size_flag.present:
     raise UserError(f'give {_name(scales_flag)} or {_name(image_size_flag)}, not both')
   sizes = tuple(integers(scales_flag, 1))
   if len(set(sizes)) != len(sizes):

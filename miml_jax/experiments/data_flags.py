@@ -50,11 +50,9 @@ class Source:
 
 def image_size():
   """--scales as `extract`'s image_size: 224, one other size, or a tuple of them."""
-  if not SCALES.value:
-    return 224
-  sizes = tuple(cli.integers(SCALES, 1))
+  sizes = cli.image_sizes(SCALES)
   extract.check_sizes(1, sizes)
-  return sizes if len(sizes) > 1 else sizes[0]
+  return sizes
 
 
 def _dataset_source(dataset: datasets.Dataset) -> Source:

@@ -41,6 +41,21 @@ def atomic_path(path, suffix=''):
       os.unlink(tmp)
 
 
+def remove_stale_temporaries(path) -> None:
+  """Deletes the temporary files that `atomic_path(path)` writers killed with -9 (or by a power
+  cut) left beside `path`. Call it only while holding `exclusive` for `path`: then no live writer
+  owns one of them."""
+  folder, base = os.path.split(os.path.abspath(os.fspath(path)))
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    return
+  for name in names:
+    if name.startswith(f'.{base}.') and '.tmp' in name:
+      with contextlib.suppress(OSError):
+        os.unlink(os.path.join(folder, name))
+
+
 @contextlib.contextmanager
 def exclusive(path):
   """Holds an exclusive advisory lock on the file `path`, created for it and removed on release:
@@ -81,17 +96,17 @@ def write_text(path, text: str) -> str:
   return os.fspath(path)
 
 
-def _finite(value):
+def finite(value):
   """`value` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
   if isinstance(value, float):
     return value if math.isfinite(value) else None
   if isinstance(value, dict):
-    return {k: _finite(v) for k, v in value.items()}
+    return {k: finite(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
-    return [_finite(v) for v in value]
+    return [finite(v) for v in value]
   return value
 
 
 def write_json(path, value, indent: int = 2) -> str:
   """Writes `value` as strict JSON (NaN and infinities become null) to `path` atomically."""
-  return write_text(path, json.dumps(_finite(value), indent=indent, allow_nan=False) + '\n')
+  return write_text(path, json.dumps(finite(value), indent=indent, allow_nan=False) + '\n')

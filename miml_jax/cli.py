@@ -13,7 +13,9 @@ an `OSError` or Ctrl-C is one line on stderr, never a traceback) and absl's INFO
 bad number stops a command before any long work.
 """
 
+import base64
 import math
+import os
 import sys
 
 from absl import app
@@ -152,3 +154,31 @@ def image_sizes(scales_flag, image_size_flag=None):
   if len(set(sizes)) != len(sizes):
     raise UserError(f'{_name(scales_flag)} repeats a size: {",".join(scales_flag.value)}')
   return sizes if len(sizes) > 1 else sizes[0]
+
+
+def json_path(path: str) -> dict:
+  """{'image': text} for a JSON row; a file name that is not valid UTF-8 (os.fsdecode keeps its
+  bytes as lone surrogates, which no JSON reader accepts) is shown with its bad bytes as \\xNN,
+  and its exact bytes follow in 'image_bytes' (base64) to find the file again."""
+  try:
+    path.encode('utf-8')
+    return {'image': path}
+  except UnicodeEncodeError:
+    raw = os.fsencode(path)
+    return {'image': raw.decode('utf-8', 'backslashreplace'),
+            'image_bytes': base64.b64encode(raw).decode('ascii')}
+
+
+def write_stdout(text: str) -> None:
+  """Writes `text` to standard output as the file system's bytes: a file name that is not valid
+  UTF-8 comes out as the very bytes of its name (as `ls` prints it), never as an encoding
+  error, and whatever the terminal's encoding."""
+  data = text.encode(sys.getfilesystemencoding(), 'surrogateescape')
+  buffer = getattr(sys.stdout, 'buffer', None)
+  if buffer is None:   # a text-only stream (a test's capture): the name's escapes as text
+    sys.stdout.write(data.decode('utf-8', 'backslashreplace'))
+    return
+  sys.stdout.flush()
+  buffer.write(data)
+  buffer.flush()
+

@@ -15,6 +15,7 @@ The names before the FISTA methods joined, jax_l1 and jax_l2, are newton_l1 and 
 (`RENAMED`).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,8 +27,8 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from miml_jax import atomic
 from miml_jax import metrics
+from miml_jax import safefile
 from miml_jax import scaling
 from miml_jax.errors import UserError
 from miml_jax.solvers import fit_logistic
@@ -237,12 +238,13 @@ def run_recipe(X, Y, masks, *, scaling_kind='standardize', tol=None, max_iter=20
   for s in tqdm.trange(S, unit='split', desc='recipe', disable=not progress):
     part = None
     if parts_dir is not None:
-      part = os.path.join(parts_dir, f'split-{s:03d}-{_digest(masks[s], test[s], data_key)}.npz')
-      if os.path.exists(part):
-        with np.load(part) as saved:
-          decisions[s], converged[s], n_iter[s] = (saved['decisions'], saved['converged'],
-                                                   saved['n_iter'])
-          seconds[s], nonzero[s] = saved['seconds'], saved['nonzero']
+      key = _digest(masks[s], test[s], data_key)
+      part = os.path.join(parts_dir, f'split-{s:03d}-{key}.safetensors')
+      saved = _load_split(part, key, decisions.shape[1:])
+      if saved is not None:
+        decisions[s], converged[s], n_iter[s] = (saved['decisions'], saved['converged'],
+                                                 saved['n_iter'])
+        seconds[s], nonzero[s] = saved['seconds'][0], saved['nonzero'][0]
         continue
     start = time.perf_counter()
     fitted = recipe_lib.fit_recipe(X[masks[s]], Y[masks[s]], seed=s, tol=tol,
@@ -254,14 +256,34 @@ def run_recipe(X, Y, masks, *, scaling_kind='standardize', tol=None, max_iter=20
     n_iter[s] = np.sum(fitted.info['n_iter'], axis=0)
     nonzero[s] = np.mean(fitted.coef != 0)
     if part is not None:
-      os.makedirs(parts_dir, exist_ok=True)
-      with atomic.atomic_path(part, '.npz') as tmp, open(tmp, 'wb') as f:
-        np.savez(f, decisions=decisions[s], converged=converged[s], n_iter=n_iter[s],
-                 seconds=seconds[s], nonzero=nonzero[s])
+      safefile.save(part, {'decisions': decisions[s], 'converged': converged[s],
+                           'n_iter': n_iter[s].astype(np.int64),
+                           'seconds': seconds[s:s + 1], 'nonzero': nonzero[s:s + 1]},
+                    {'format': _SPLIT_FORMAT, 'key': key})
   scores = metrics.evaluate(Y[test], decisions)
   return MethodResult(decisions, np.full((S, q), np.nan), scores, float(seconds.sum()),
                       _compile_seconds[0] - compiled, n_iter, converged, float(nonzero.mean()),
                       float(tol))
+
+
+_SPLIT_FORMAT = 'miml_jax.recipe_split/1'
+
+
+def _load_split(path: str, key: str, shape) -> dict | None:
+  """A finished split saved by an earlier run of the same data and settings (`key`), or None
+  if there is none, or it is damaged or changed (it is then removed and fitted again)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    arrays, meta = safefile.load(path, _SPLIT_FORMAT, 'finished split')
+    if meta.get('key') != key or arrays['decisions'].shape != tuple(shape):
+      raise UserError(f'{path}: from other data or settings')
+  except (UserError, KeyError) as e:
+    logging.warning('%s; fitting that split again', e)
+    with contextlib.suppress(OSError):
+      os.unlink(path)
+    return None
+  return arrays
 
 
 def _digest(*parts) -> str:

@@ -22,7 +22,7 @@ import tempfile
 
 from miml_jax.errors import UserError
 
-_HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
+HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
 # A safetensors header larger than this is not one of ours (ours are a few kilobytes).
 _MAX_SAFETENSORS_HEADER = 1 << 24
 
@@ -69,7 +69,7 @@ def file_format(path) -> str | None:
   try:
     with open(path, 'rb') as f:
       head = f.read(8)
-      if head == _HDF5_SIGNATURE:
+      if head == HDF5_SIGNATURE:
         import h5py   # pylint: disable=g-import-not-at-top
         with h5py.File(path, 'r') as h5:
           value = h5.attrs.get('format')

@@ -90,9 +90,10 @@ def render(paths, probabilities, tagger, fmt: str) -> str:
   names = tagger.label_names
   tagged = tagger.tags(probabilities)
   if fmt == 'json':
-    return json.dumps([{'image': p, 'tags': [n for n, t in zip(names, on) if t],
+    return json.dumps([{**cli.json_path(p), 'tags': [n for n, t in zip(names, on) if t],
                         'probabilities': {n: round(float(v), 4) for n, v in zip(names, row)}}
-                       for p, row, on in zip(paths, probabilities, tagged)], indent=1)
+                       for p, row, on in zip(paths, probabilities, tagged)], indent=1,
+                      ensure_ascii=False)
   if fmt == 'csv':
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator='\n')
@@ -172,7 +173,7 @@ def predict(argv):
   probabilities = tagger_lib.predict_images(tagger, paths, _WEIGHTS.value,
                                             batch_size=_BATCH_SIZE.value,
                                             progress=len(paths) > 100 and sys.stderr.isatty())
-  print(render(paths, probabilities, tagger, _FORMAT.value))
+  cli.write_stdout(render(paths, probabilities, tagger, _FORMAT.value) + '\n')
 
 
 def main(argv):

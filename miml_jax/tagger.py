@@ -6,8 +6,9 @@ calibrated and mixed by cross-validation on the training images, as one linear m
 
 A tagger file is a `miml_jax.safefile` (safetensors, no pickle): coefficients in raw-feature
 units, intercepts, per-label C and probability thresholds, and metadata naming the labels, the
-feature layout and the checksum of the VGG16 weights whose features it was trained on. Applying
-it with features of other weights is refused.
+views (input sizes, augmentation) and the checksum of the VGG16 weights whose features it was
+trained on, all under one checksum: a file whose arrays or header were edited is refused, and so
+is applying it with features of other weights.
 
 A label is tagged when its probability is above the label's threshold (0.5 by default, which is a
 positive decision value, the paper's Hamming-loss rule). A probability at the threshold is not
@@ -30,7 +31,8 @@ from miml_jax import scaling
 from miml_jax.errors import UserError
 from miml_jax.solvers import fit_logistic
 
-FORMAT = 'miml_jax.tagger/1'
+# /2: the checksum covers the header (labels, views, weights) too; /1 files are refused.
+FORMAT = 'miml_jax.tagger/2'
 KIND = FORMAT.split('/')[0]
 METHODS = ('recipe', 'l1')
 # Below this many training images the paper's L1 ranked better than the recipe on msrc_v2
@@ -161,15 +163,17 @@ class Tagger:
     """Reads a tagger file; `UserError` naming the file if it is not a sound one."""
     arrays, meta = safefile.load(path, FORMAT, 'tagger file',
                                  '; train one with `python -m miml_jax.tag train`')
+    from miml_jax.features import extract   # pylint: disable=g-import-not-at-top
     try:
       names = tuple(json.loads(meta['label_names']))
       size = json.loads(meta['image_size'])   # an int, or (since views) a list of them
+      size = int(size) if np.ndim(size) == 0 else tuple(int(s) for s in size)
+      extract.check_sizes(1, size, augment=meta['augment'])
       tagger = cls(names, arrays['coef'], arrays['intercept'], arrays['C'],
-                   arrays['thresholds'], meta['weights_sha256'],
-                   int(size) if np.ndim(size) == 0 else tuple(int(s) for s in size),
-                   json.loads(meta.get('info', '{}')), meta.get('augment', 'none'))
-    except (KeyError, TypeError, ValueError) as e:
-      raise UserError(f'{path}: damaged tagger file: {e!r}') from None
+                   arrays['thresholds'], meta['weights_sha256'], size,
+                   json.loads(meta['info']), meta['augment'])
+    except (KeyError, TypeError, ValueError, UserError) as e:
+      raise UserError(f'{path}: damaged tagger file: {e}') from None
     q = len(names)
     if (tagger.coef.ndim != 2 or tagger.coef.shape[1] != q or
         any(a.shape != (q,) for a in (tagger.intercept, tagger.C, tagger.thresholds)) or

@@ -187,5 +187,5 @@ def test_compare_tables_reports_differences_and_refuses_other_experiments(tmp_pa
   with pytest.raises(UserError, match="splits 3 vs 30"):
     compare_tables.compare(_table(), {**_table(), 'splits': 30})
   (tmp_path / 'bad.json').write_text('{"dataset": ')
-  with pytest.raises(UserError, match='bad.json: not JSON'):
+  with pytest.raises(UserError, match='bad.json: not a readable JSON'):
     compare_tables.read_table(str(tmp_path / 'bad.json'))

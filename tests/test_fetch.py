@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -22,8 +23,11 @@ from tests import conftest
 
 
 @contextlib.contextmanager
-def serve(files: dict[str, bytes], *, ranges=True):
-  """An HTTP server on 127.0.0.1 serving `files`; yields (base URL, list of Range headers)."""
+def serve(files: dict[str, bytes], *, ranges=True, drip=None):
+  """An HTTP server on 127.0.0.1 serving `files`; yields (base URL, list of Range headers).
+
+  drip: seconds between bytes, for a server that sends one byte at a time (for at most 30 s).
+  """
   seen = []
 
   class Handler(http.server.BaseHTTPRequestHandler):
@@ -40,7 +44,19 @@ def serve(files: dict[str, bytes], *, ranges=True):
       self.send_response(status)
       self.send_header('Content-Length', str(len(data) - start))
       self.end_headers()
-      self.wfile.write(data[start:])
+      if drip is None:
+        self.wfile.write(data[start:])
+        return
+      deadline = time.monotonic() + 30
+      for i in range(start, len(data)):
+        if time.monotonic() > deadline:
+          break
+        try:
+          self.wfile.write(data[i:i + 1])
+          self.wfile.flush()
+        except OSError:   # the client gave up
+          return
+        time.sleep(drip)
 
     def log_message(self, *args):
       pass
@@ -161,3 +177,37 @@ def test_cli_errors_are_one_line(tmp_path):
                           cwd=conftest.REPO)
   assert result.returncode == 1
   assert result.stderr.strip() == "error: unknown dataset 'imagenet'; fetch knows scene, msrc_v2"
+
+
+def test_a_dripping_server_is_given_up_with_the_bytes_kept(tmp_path):
+  """A server that sends a byte at a time never trips a per-read timeout: the low-speed window
+  ends it, the bytes received stay in the .part file and the rerun resumes from them."""
+  data = os.urandom(20_000)
+  target = tmp_path / 'slow.bin'
+  with serve({'slow.bin': data}, drip=0.05) as (url, _):
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r'slow.bin: download too slow .* bytes kept in .*'
+                                        r'slow.bin.part, run again to resume'):
+      download.download(f'{url}/slow.bin', str(target), sha256(data), progress=False,
+                        low_speed=(1000, 1.5))
+    assert time.monotonic() - start < 15
+  kept = (tmp_path / 'slow.bin.part').read_bytes()
+  assert 0 < len(kept) < len(data) and kept == data[:len(kept)]
+  with serve({'slow.bin': data}) as (url, seen):
+    download.download(f'{url}/slow.bin', str(target), sha256(data), progress=False)
+  assert seen == [f'bytes={len(kept)}-'] and target.read_bytes() == data
+
+
+def test_a_killed_fetch_leaves_nothing_for_good(tmp_path):
+  """What a fetch killed with -9 left aside (an unpacked archive, a half-built dataset folder) is
+  removed by the next fetch of that dataset, and only that."""
+  data, _ = archives.scene_archive(np.random.default_rng(0), n=3)
+  home = tmp_path / 'home'
+  for stale in ('.scene-unpack.abc123', '.scene.def456'):
+    os.makedirs(home / stale / 'images')
+    (home / stale / 'images' / 'x.jpg').write_bytes(b'x' * 1000)
+  os.makedirs(home / '.msrc_v2-unpack.keep')
+  path = tmp_path / 'scene.rar'
+  path.write_bytes(data)
+  fetch.fetch('scene', str(home), archive=str(path), checksum=None)
+  assert sorted(os.listdir(home)) == ['.msrc_v2-unpack.keep', 'scene']

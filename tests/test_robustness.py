@@ -204,10 +204,17 @@ def test_nan_in_a_feature_file_and_a_truncated_cache(tmp_path, small_weights):
   out = str(tmp_path / 'f.h5')
   store.write_feature_file(ds, small_weights, out, image_size=32, progress=False)
   good = store.read_feature_file(out).features
+  # A NaN written into the file is an edit (checksum); one our own writer is handed is refused.
   with h5py.File(out, 'r+') as f:
     f['features'][1, 3] = np.nan
-  with pytest.raises(UserError, match='f.h5: features hold NaN'):
+  with pytest.raises(UserError, match='f.h5: checksum mismatch'):
     store.read_feature_file(out)
+  bad = good.copy()
+  bad[1, 3] = np.nan
+  with pytest.raises(UserError, match='nan.h5: features hold NaN or infinite values'):
+    store.save_feature_file(store.FeatureFile(bad, ds.labels, tuple(ds.image_names),
+                                              tuple(ds.label_names), {'format': store.FORMAT}),
+                            str(tmp_path / 'nan.h5'))
   # A truncated cache is not taken as complete: it is recomputed, to the same features.
   data = open(out, 'rb').read()
   with open(out, 'wb') as f:
@@ -246,7 +253,7 @@ def test_bad_weights_files_through_the_cli(tmp_path, small_weights):
 
 def test_feature_file_from_untrusted_source_is_refused(tmp_path):
   (tmp_path / 'evil.h5').write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR.")
-  with pytest.raises(UserError, match='evil.h5: damaged or truncated'):
+  with pytest.raises(UserError, match='evil.h5: not an HDF5 file'):
     store.read_feature_file(tmp_path / 'evil.h5')
   with h5py.File(tmp_path / 'other.h5', 'w') as f:
     f['features'] = np.zeros((2, 3))

@@ -16,6 +16,7 @@ from typing import Callable
 
 from absl import logging
 
+from miml_jax import atomic
 from miml_jax import home as home_lib
 from miml_jax.datasets import download as download_lib
 from miml_jax.datasets import official
@@ -60,8 +61,27 @@ def fetch(name: str, data_dir: str | None = None, *, url: str | None = None,
   """
   if name not in SOURCES:
     raise UserError(f'unknown dataset {name!r}; fetch knows {", ".join(SOURCES)}')
-  source = SOURCES[name]
   home = home_lib.data_home(data_dir)
+  os.makedirs(home, exist_ok=True)
+  # One fetch of a dataset at a time; holding the lock, what a killed one left aside is ours.
+  with atomic.exclusive(os.path.join(home, f'.{name}-fetch.lock')):
+    _remove_stale_work(home, name)
+    return _fetch_locked(name, home, url=url, archive=archive, checksum=checksum,
+                         progress=progress)
+
+
+def _remove_stale_work(home: str, name: str) -> None:
+  """The folders that a fetch of `name` killed with -9 left in `home` (unpacked archive, the
+  dataset being built)."""
+  for entry in os.listdir(home):
+    if entry.startswith((f'.{name}-unpack.', f'.{name}.')) and os.path.isdir(
+        os.path.join(home, entry)):
+      logging.info('%s: removing what an interrupted fetch left', os.path.join(home, entry))
+      shutil.rmtree(os.path.join(home, entry), ignore_errors=True)
+
+
+def _fetch_locked(name, home, *, url, archive, checksum, progress) -> str:
+  source = SOURCES[name]
   root = os.path.join(home, name)
   if os.path.isfile(os.path.join(root, 'labels.csv')):
     logging.info('%s: already there', root)

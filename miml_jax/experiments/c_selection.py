@@ -10,7 +10,6 @@ Writes c_selection_<dataset>_<penalty>.json (per-split metrics of both, chosen C
 the JSON is rewritten after every split and a rerun continues where it stopped.
 """
 
-import json
 import os
 
 import numpy as np
@@ -22,6 +21,7 @@ from miml_jax import input_flags
 from miml_jax import metrics
 from miml_jax import model_selection
 from miml_jax import runtime_flags
+from miml_jax import safefile
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.errors import Interrupted
@@ -80,18 +80,14 @@ def main(argv):
               'weights_sha256': data.attrs['weights_sha256'],
               'labels': list(data.label_names)}
   result = {**settings, 'per_split': []}
-  try:
-    with open(out + '.json') as f:
-      previous = json.load(f)
-  except (OSError, ValueError):
-    previous = None
+  previous = data_flags.previous_results(out + '.json', 'C-selection result')
   if isinstance(previous, dict) and {k: previous.get(k, FORMAT if k == 'format' else None)
                                      for k in settings} == settings:
     result = {**previous, 'format': FORMAT}
   try:
     for s in range(len(result['per_split']), _SPLITS.value):
       result['per_split'].append(split_result(X, Y, masks[s], Cs, seed=s))
-      atomic.write_json(out + '.json', result, indent=1)
+      safefile.write_json(out + '.json', result, indent=1)
       row = result['per_split'][-1]
       print(f"split {s}: a.p. C=1 {row['C=1']['average_precision']:.4f}, "
             f"cv {row['cv']['average_precision']:.4f}; C chosen {row['best_C']}", flush=True)

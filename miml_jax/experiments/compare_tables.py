@@ -5,7 +5,6 @@ and their difference (e.g. bf16 features against fp32).
       --other=bf16/table1_scene.json --names=fp32,bf16 --tolerance=0.003 --output=scene.md
 """
 
-import json
 import os
 
 from absl import flags
@@ -14,6 +13,7 @@ from miml_jax import atomic
 from miml_jax import cli
 from miml_jax import outputs
 from miml_jax import paper
+from miml_jax import safefile
 from miml_jax.errors import UserError
 
 _BASELINE = flags.DEFINE_string('baseline', None, 'table1_<dataset>.json to compare against.',
@@ -34,12 +34,10 @@ SAME = ('dataset', 'n_images', 'n_labels', 'splits', 'train_fraction', 'seed', '
 
 def read_table(path: str) -> dict:
   try:
-    with open(path) as f:
-      table = json.load(f)
+    # Tables written before results carried checksums are still compared.
+    table = safefile.load_json(path, 'table1 result', required=False)
   except OSError as e:
     raise UserError(f'{path}: cannot read ({e.strerror})') from None
-  except json.JSONDecodeError as e:
-    raise UserError(f'{path}: not JSON ({e})') from None
   if not isinstance(table, dict) or not isinstance(table.get('methods'), dict):
     raise UserError(f'{path}: not a table1 result (no "methods")')
   for method, row in table['methods'].items():
@@ -97,7 +95,7 @@ def main(argv):
   text = markdown(rows, _NAMES.value, _TOLERANCE.value)
   print(text)
   if stem is not None:
-    atomic.write_json(stem + '.json', {'format': FORMAT, 'baseline': _BASELINE.value,
+    safefile.write_json(stem + '.json', {'format': FORMAT, 'baseline': _BASELINE.value,
                                        'other': _OTHER.value, 'names': _NAMES.value,
                                        'rows': rows})
     atomic.write_text(_OUTPUT.value, f'```\n{_BASELINE.value} vs {_OTHER.value}\n```\n\n{text}')

@@ -7,11 +7,13 @@ import os
 from typing import Callable
 
 from absl import flags
+from absl import logging
 
 from miml_jax import cli
 from miml_jax import datasets
 from miml_jax import input_flags
 from miml_jax import outputs
+from miml_jax import safefile
 from miml_jax.errors import UserError
 from miml_jax.features import FeatureFile
 from miml_jax.features import cached_features
@@ -120,3 +122,18 @@ def check_results(stem: str, extensions, inputs: outputs.Inputs, kind: str) -> s
   for ext in extensions:
     outputs.check_file(stem + ext, inputs, kind=kind, overwrite=OVERWRITE.value)
   return stem
+
+
+def previous_results(path: str, what: str) -> dict | None:
+  """The results an earlier run wrote at `path`, to resume from; None if there are none. Results
+  changed since they were written (checksum), or written before results carried checksums, are
+  refused (`UserError`), or with --overwrite set aside: the run starts over."""
+  if not os.path.exists(path):
+    return None
+  try:
+    return safefile.load_json(path, what)
+  except UserError as e:
+    if OVERWRITE.value:
+      logging.warning('%s; starting over (--overwrite)', e)
+      return None
+    raise UserError(f'{e}; pass --overwrite to start over') from None

@@ -26,6 +26,7 @@ from miml_jax import input_flags
 from miml_jax import metrics
 from miml_jax import paper
 from miml_jax import runtime_flags
+from miml_jax import safefile
 from miml_jax import splits
 from miml_jax.errors import Interrupted
 from miml_jax.errors import UserError
@@ -103,7 +104,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def write(result: dict, out: str) -> None:
-  atomic.write_json(out + '.json', result)
+  safefile.write_json(out + '.json', result)
   with atomic.atomic_path(out + '.csv') as tmp, open(tmp, 'w', newline='') as f:
     w = csv.writer(f)
     w.writerow(['method', 'train_images', 'metric', 'mean', 'std'])
@@ -150,7 +151,7 @@ def main(argv):
   result = {**settings, 'points': {m: [] for m in solvers},
             'best_baseline': paper.best_baseline(dataset_name)
             if dataset_name in paper.TABLE1 else None}
-  previous = _previous(out + '.json')
+  previous = data_flags.previous_results(out + '.json', 'Figure 3 result')
   # Results of the same settings continue (earlier files, before results recorded their format,
   # too).
   if previous and {k: previous.get(k, FORMAT if k == 'format' else None)
@@ -183,16 +184,6 @@ def main(argv):
   write(result, out)
   shutil.rmtree(out + '.parts', ignore_errors=True)
   print(f'wrote {out}.png, .csv, .json')
-
-
-def _previous(path: str) -> dict | None:
-  """The results an earlier run saved at `path`, if any can be read."""
-  try:
-    with open(path) as f:
-      previous = json.load(f)
-  except (OSError, ValueError):
-    return None
-  return previous if isinstance(previous, dict) else None
 
 
 if __name__ == '__main__':

@@ -20,6 +20,7 @@ from miml_jax import atomic
 from miml_jax import cli
 from miml_jax import input_flags
 from miml_jax import runtime_flags
+from miml_jax import safefile
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.experiments import data_flags
@@ -99,7 +100,7 @@ def main(argv):
       'counts': {lab: {b: float(c[:, j].mean()) for b, c in counts.items()}
                  for j, lab in enumerate(data.label_names)},
   }
-  atomic.write_json(out + '.json', result)
+  safefile.write_json(out + '.json', result)
   with atomic.atomic_path(out + '.csv') as tmp, open(tmp, 'w', newline='') as f:
     w = csv.writer(f)
     w.writerow(['label', *result['block_sizes'], 'total'])

@@ -29,6 +29,7 @@ from miml_jax import evaluation
 from miml_jax import input_flags
 from miml_jax import paper
 from miml_jax import runtime_flags
+from miml_jax import safefile
 from miml_jax import splits
 from miml_jax.errors import Interrupted
 from miml_jax.experiments import data_flags
@@ -137,7 +138,7 @@ def run_dataset(dataset_name: str, data, out: str) -> float:
           f'{row["objective_gap_worst"]:.1e}, median {row["objective_gap_median"]:.1e}; metrics '
           f'differ by at most {row["metric_difference_max"]:.4f}; liblinear took '
           f'{row["liblinear_seconds_over_ours"]:.2f}x our time')
-  atomic.write_json(out + '.json', result)
+  safefile.write_json(out + '.json', result)
   atomic.write_text(out + '.md', f'# Table 1, {dataset_name}\n\n```\n{command_line()}\n```\n\n'
                     f'{table}\nOurs against liblinear (same problems):\n\n```\n'
                     f'{json.dumps(result["solver_agreement"], indent=2)}\n```\n')

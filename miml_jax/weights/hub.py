@@ -54,21 +54,21 @@ def converted_path(name: str) -> str:
   return home.cache_dir('weights', f'vgg16_{name}.safetensors')
 
 
+def is_name(weights) -> bool:
+  """Whether `weights` is read as one of `NAMES` (no file of that name here)."""
+  weights = os.fspath(weights)
+  return weights in NAMES and not os.path.exists(weights)
+
+
 def resolve(weights) -> str:
   """The weights file `weights` names: itself if it is a path, else (a name of `NAMES` with no
   file of that name here) the converted file, made on first use."""
-  weights = os.fspath(weights)
-  if weights in NAMES and not os.path.exists(weights):
-    return converted(weights)
-  return weights
+  return converted(os.fspath(weights)) if is_name(weights) else os.fspath(weights)
 
 
 def path_of(weights) -> str:
   """As `resolve`, without converting anything: the file that will be read."""
-  weights = os.fspath(weights)
-  if weights in NAMES and not os.path.exists(weights):
-    return converted_path(weights)
-  return weights
+  return converted_path(os.fspath(weights)) if is_name(weights) else os.fspath(weights)
 
 
 def _places(named: Named) -> list[str]:
@@ -116,16 +116,26 @@ def original(name: str, *, progress: bool = True) -> str | None:
   return target
 
 
-def converted(name: str, *, progress: bool = True) -> str:
-  """The converted weights file of `name`, made on first use (module docstring)."""
+def converted(name: str, *, progress: bool = True, sound=None) -> str:
+  """The converted weights file of `name`, made on first use (module docstring).
+
+  sound: a check of an existing converted file (path -> bool); one that fails it is converted
+  again. Temporary files that a killed conversion left in the cache are removed first.
+  """
   from miml_jax.weights import sources   # pylint: disable=g-import-not-at-top
   if name not in NAMES:
     raise UserError(f'unknown weights name {name!r}; give a file or one of {", ".join(NAMES)}')
   target = converted_path(name)
-  if os.path.isfile(target):
+  if os.path.isfile(target) and sound is None:
     return target
   os.makedirs(os.path.dirname(target), exist_ok=True)
   with atomic.exclusive(target + '.lock'):
-    if not os.path.isfile(target):   # another process may have made it while we waited
-      sources.convert(NAMES[name].source, original(name, progress=progress), target)
+    # Holding the lock, no live conversion owns a temporary file of `target`.
+    atomic.remove_stale_temporaries(target)
+    # Another process may have made (or remade) it while we waited.
+    if os.path.isfile(target) and sound is not None and not sound(target):
+      os.unlink(target)
+    if not os.path.isfile(target):
+      sources.convert(NAMES[name].source, original(name, progress=progress), target,
+                      overwrite=True)
   return target

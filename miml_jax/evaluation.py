@@ -85,7 +85,10 @@ def algorithm(name: str) -> str:
 class MethodResult:
   """decisions: (S, n_test, q) test decision values; metrics: {name: (S,)} per split;
   objective: (S, q) the fit's objective, recomputed in float64 from its weights; n_iter,
-  converged: (S, q) as the solver reported them; fit_seconds includes compile_seconds."""
+  converged: (S, q) as the solver reported them; fit_seconds includes compile_seconds.
+  weights: (coef (S, d, q), intercept (S, q)) of our solvers' fits (None for the others);
+  reused: the methods whose fits this one took over instead of solving them again (the
+  recipe's final fits are newton_l1's and newton_l2's problems), not in its fit_seconds."""
   decisions: np.ndarray
   objective: np.ndarray
   metrics: dict
@@ -95,6 +98,8 @@ class MethodResult:
   converged: np.ndarray
   nonzero_fraction: float
   tol: float
+  weights: tuple | None = None
+  reused: tuple[str, ...] = ()
 
   @property
   def converged_fraction(self) -> float:
@@ -138,7 +143,8 @@ def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
 
 def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', tol=None,
                max_iter=20_000, n_jobs=-1, test_masks=None, scalings=None,
-               progress=False, recipe_kwargs=None, parts_dir=None) -> MethodResult:
+               progress=False, recipe_kwargs=None, parts_dir=None,
+               final_fits=None) -> MethodResult:
   """Fits `name` on every split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test part.
 
   tol: the solver's tolerance (None: its default in `TOLS`; liblinear_paper always 0.01).
@@ -149,13 +155,14 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', tol=None
   progress: a progress bar on stderr, by splits, with the time left.
   recipe_kwargs: `recipe.fit_recipe`'s settings (steps, Cs, folds) for the method 'recipe'
   (which takes C for both its models unless its steps choose C); parts_dir: where it keeps its
-  finished splits (`run_recipe`).
+  finished splits (`run_recipe`), and final_fits: {method: MethodResult} of newton_l1 and
+  newton_l2 on the same splits and settings, whose fits the recipe takes as its final ones.
   """
   name = method_name(name)
   if name == 'recipe':
     return run_recipe(X, Y, masks, C=C, scaling_kind=scaling_kind, tol=tol,
                       max_iter=max_iter, test_masks=test_masks, progress=progress,
-                      parts_dir=parts_dir, **(recipe_kwargs or {}))
+                      parts_dir=parts_dir, final_fits=final_fits, **(recipe_kwargs or {}))
   kind_of = algorithm(name)
   if kind_of.startswith('liblinear'):
     # Imported only when asked for: scikit-learn takes about 2 s to import, a large share of a
@@ -210,19 +217,26 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', tol=None
                                fit_intercept=name != 'liblinear_paper', margins=margins)
   return MethodResult(decisions, objective, scores, seconds, _compile_seconds[0] - compiled,
                       np.asarray(fit.n_iter), np.asarray(fit.converged, bool),
-                      float(np.mean(coef != 0)), float(tol))
+                      float(np.mean(coef != 0)), float(tol),
+                      (coef, intercept) if kind_of in ('newton', 'fista') else None)
 
 
 def run_recipe(X, Y, masks, *, scaling_kind='standardize', tol=None, max_iter=20_000,
-               test_masks=None, progress=False, parts_dir=None, **recipe_kwargs) -> MethodResult:
+               test_masks=None, progress=False, parts_dir=None, final_fits=None,
+               **recipe_kwargs) -> MethodResult:
   """The recipe (`miml_jax.recipe`) fitted on each split's training part alone (its
-  cross-validation folds cut from that part), scored on the test part; one split at a time.
+  cross-validation folds cut from that part), scored on the test part; the splits batched
+  (`recipe.fit_recipes`), a few at a time with a progress bar (as `run_method`).
 
-  parts_dir: a folder where each finished split is saved (atomically) and found again by a rerun
-  of the same data and settings, so that an interrupted run loses at most the split it was on.
-  objective is NaN (the recipe has no single objective); n_iter and converged are those of its
-  final fits, summed and all-of over the penalties; nonzero_fraction that of its one linear
-  model (the union of the mixed models' supports).
+  parts_dir: a folder where each finished split is saved (checked, atomically) and found again
+  by a rerun of the same data and settings, so that an interrupted run loses at most the group
+  of splits it was on. objective is NaN (the recipe has no single objective); n_iter and
+  converged are those of its final fits, summed and all-of over the penalties;
+  nonzero_fraction that of its one linear model (the union of the mixed models' supports);
+  a split's seconds are its share of its group's time. final_fits: {method: MethodResult} of
+  newton_l1 / newton_l2 on the same masks, C, scaling, tolerance and iteration cap (as
+  `run` passes them): their fits are the recipe's final ones (unless cv_c chooses C), taken
+  over rather than solved again.
   """
   from miml_jax import recipe as recipe_lib   # pylint: disable=g-import-not-at-top
   tol = TOLS['newton'] if tol is None else tol
@@ -233,37 +247,55 @@ def run_recipe(X, Y, masks, *, scaling_kind='standardize', tol=None, max_iter=20
   n_iter = np.zeros((S, q), int)
   seconds, nonzero = np.zeros(S), np.zeros(S)
   compiled = _compile_seconds[0]
+  reused = {}
+  if 'cv_c' not in recipe_kwargs.get('steps', recipe_lib.DEFAULT_STEPS):
+    reused = {name.rsplit('_', 1)[1]: r for name, r in (final_fits or {}).items()
+              if name in ('newton_l1', 'newton_l2') and r.weights is not None}
   settings = dict(scaling_kind=scaling_kind, tol=tol, max_iter=max_iter, **recipe_kwargs)
   data_key = _digest(X, Y, json.dumps(settings, sort_keys=True, default=str))
-  for s in tqdm.trange(S, unit='split', desc='recipe', disable=not progress):
-    part = None
-    if parts_dir is not None:
-      key = _digest(masks[s], test[s], data_key)
-      part = os.path.join(parts_dir, f'split-{s:03d}-{key}.safetensors')
-      saved = _load_split(part, key, decisions.shape[1:])
-      if saved is not None:
-        decisions[s], converged[s], n_iter[s] = (saved['decisions'], saved['converged'],
-                                                 saved['n_iter'])
-        seconds[s], nonzero[s] = saved['seconds'][0], saved['nonzero'][0]
-        continue
-    start = time.perf_counter()
-    fitted = recipe_lib.fit_recipe(X[masks[s]], Y[masks[s]], seed=s, tol=tol,
-                                   max_iter=max_iter, scaling_kind=scaling_kind,
-                                   **recipe_kwargs)
-    seconds[s] = time.perf_counter() - start
-    decisions[s] = fitted.decision_function(X[test[s]])
-    converged[s] = np.all(fitted.info['converged'], axis=0)
-    n_iter[s] = np.sum(fitted.info['n_iter'], axis=0)
-    nonzero[s] = np.mean(fitted.coef != 0)
-    if part is not None:
-      safefile.save(part, {'decisions': decisions[s], 'converged': converged[s],
-                           'n_iter': n_iter[s].astype(np.int64),
-                           'seconds': seconds[s:s + 1], 'nonzero': nonzero[s:s + 1]},
-                    {'format': _SPLIT_FORMAT, 'key': key})
+  keys = [_digest(masks[s], test[s], data_key) for s in range(S)]
+  parts = [None if parts_dir is None else
+           os.path.join(parts_dir, f'split-{s:03d}-{keys[s]}.safetensors') for s in range(S)]
+  todo = []
+  for s in range(S):
+    saved = None if parts[s] is None else _load_split(parts[s], keys[s], decisions.shape[1:])
+    if saved is None:
+      todo.append(s)
+      continue
+    decisions[s], converged[s], n_iter[s] = (saved['decisions'], saved['converged'],
+                                             saved['n_iter'])
+    seconds[s], nonzero[s] = saved['seconds'][0], saved['nonzero'][0]
+  # Groups of the same size (the last padded with repeats of its first split), so that the
+  # solvers compile once.
+  step = max(1, len(todo)) if not progress else max(1, -(-S // _PROGRESS_STEPS))
+  with tqdm.tqdm(total=S, initial=S - len(todo), unit='split', desc='recipe',
+                 disable=not progress) as bar:
+    for first in range(0, len(todo), step):
+      group = todo[first:first + step]
+      padded = group + [group[0]] * (step - len(group))
+      start = time.perf_counter()
+      final = {penalty: (r.weights[0][padded], r.weights[1][padded], r.converged[padded],
+                         r.n_iter[padded]) for penalty, r in reused.items()}
+      fitted = recipe_lib.fit_recipes(X, Y, masks[padded], seeds=padded, tol=tol,
+                                      max_iter=max_iter, scaling_kind=scaling_kind,
+                                      final=final, **recipe_kwargs)
+      elapsed = time.perf_counter() - start
+      for s, recipe in zip(group, fitted):
+        seconds[s] = elapsed / len(group)
+        decisions[s] = recipe.decision_function(X[test[s]])
+        converged[s] = np.all(recipe.info['converged'], axis=0)
+        n_iter[s] = np.sum(recipe.info['n_iter'], axis=0)
+        nonzero[s] = np.mean(recipe.coef != 0)
+        if parts[s] is not None:
+          safefile.save(parts[s], {'decisions': decisions[s], 'converged': converged[s],
+                                   'n_iter': n_iter[s].astype(np.int64),
+                                   'seconds': seconds[s:s + 1], 'nonzero': nonzero[s:s + 1]},
+                        {'format': _SPLIT_FORMAT, 'key': keys[s]})
+      bar.update(len(group))
   scores = metrics.evaluate(Y[test], decisions)
   return MethodResult(decisions, np.full((S, q), np.nan), scores, float(seconds.sum()),
                       _compile_seconds[0] - compiled, n_iter, converged, float(nonzero.mean()),
-                      float(tol))
+                      float(tol), reused=tuple(f'newton_{p}' for p in reused))
 
 
 _SPLIT_FORMAT = 'miml_jax.recipe_split/1'
@@ -298,12 +330,16 @@ def _digest(*parts) -> str:
 def run(X, Y, masks, methods, **kwargs) -> dict:
   """{method: MethodResult} for each of `methods`; kwargs as `run_method`."""
   out, scalings = {}, {}
-  for name in map(method_name, methods):
+  names = list(map(method_name, methods))
+  # The recipe's final fits are newton_l1's and newton_l2's problems: it runs after them and
+  # takes their fits over.
+  for name in sorted(names, key=lambda n: n == 'recipe'):
     logging.info('fitting %s on %d splits x %d labels', name, len(masks), Y.shape[1])
-    out[name] = run_method(name, X, Y, masks, scalings=scalings, **kwargs)
+    extra = {'final_fits': dict(out)} if name == 'recipe' else {}
+    out[name] = run_method(name, X, Y, masks, scalings=scalings, **extra, **kwargs)
     logging.info('%s: %.1f s, %s', name, out[name].fit_seconds,
                  {k: round(float(v.mean()), 4) for k, v in out[name].metrics.items()})
-  return out
+  return {name: out[name] for name in names}
 
 
 def _fittable(Y, masks) -> np.ndarray:
@@ -360,4 +396,6 @@ def summary(result: MethodResult) -> dict:
   out['converged_fraction'] = result.converged_fraction
   out['nonzero_fraction'] = result.nonzero_fraction
   out['tol'] = result.tol
+  if result.reused:
+    out['fits_reused_from'] = list(result.reused)
   return out

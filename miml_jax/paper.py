@@ -42,3 +42,15 @@ def best_baseline(dataset: str) -> dict:
     pick = (max if higher else min)(BASELINES, key=lambda m: TABLE1[dataset][m][k][0])
     out[metric] = (pick, TABLE1[dataset][pick][k][0])
   return out
+
+
+def metrics_beaten(dataset: str, means: dict, method: str = 'VGG+L1LR') -> list[str]:
+  """The metrics on which `means` ({metric: mean}) is better than the paper's `method` on
+  `dataset` (higher average precision, lower everything else); a tie is not better."""
+  out = []
+  for k, metric in enumerate(METRICS):
+    theirs = TABLE1[dataset][method][k][0]
+    ours = means[metric]
+    if (ours > theirs) if metric == 'average_precision' else (ours < theirs):
+      out.append(metric)
+  return out

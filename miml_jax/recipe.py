@@ -14,6 +14,11 @@ predictions only:
 Then each penalty is refitted on the whole training set with its chosen Cs. Calibration and
 the mix are affine, so the recipe is one linear model again (`Recipe.coef`, `Recipe.intercept`)
 whose decision values are log-odds: rank labels by them, tag where they are positive.
+
+`fit_recipes` fits it on many training sets at once (Table 1's splits, Figure 3's subsets): the
+held-out fits of all splits x folds x labels (x C) are one solver call per penalty, the final
+fits one more per penalty, and Platt scaling and the mix are vectorised over the splits;
+`fit_recipe` is the one-training-set case.
 """
 
 import dataclasses
@@ -56,28 +61,34 @@ def platt(decisions, Y, iterations: int = 100):
 
   a, b = np.zeros(f.shape[1]), np.log((pos + 1) / (neg + 1))
   current = loss(a, b)
+  # Columns are independent fits: each stops on its own (many splits' labels are one call, and
+  # a converged column would otherwise keep every other's line search going).
+  active = np.ones(f.shape[1], bool)
   for _ in range(iterations):
     p = 1 / (1 + np.exp(-np.clip(a * f + b, -500, 500)))
     r, w = p - t, p * (1 - p) + 1e-12
     g_a, g_b = (r * f).sum(0), r.sum(0)
+    active &= np.abs(g_a) + np.abs(g_b) >= 1e-10 * len(f)
+    if not active.any():
+      break
     h_aa, h_ab, h_bb = (w * f * f).sum(0) + 1e-12, (w * f).sum(0), w.sum(0)
-    det = h_aa * h_bb - h_ab ** 2
-    step_a = -(h_bb * g_a - h_ab * g_b) / det
-    step_b = -(h_aa * g_b - h_ab * g_a) / det
+    det = np.where(active, h_aa * h_bb - h_ab ** 2, 1.0)
+    step_a = np.where(active, -(h_bb * g_a - h_ab * g_b) / det, 0.0)
+    step_b = np.where(active, -(h_aa * g_b - h_ab * g_a) / det, 0.0)
     # Halve each label's step until its loss decreases enough (Armijo).
     size = np.ones_like(a)
     slope = g_a * step_a + g_b * step_b
     for _ in range(40):
       trial = loss(a + size * step_a, b + size * step_b)
       ok = trial <= current + 1e-4 * size * slope
-      if ok.all():
+      if ok[active].all():
         break
       size = np.where(ok, size, size / 2)
-    ok = trial <= current + 1e-4 * size * slope
+    ok = active & (trial <= current + 1e-4 * size * slope)
     a, b = np.where(ok, a + size * step_a, a), np.where(ok, b + size * step_b, b)
     current = np.where(ok, trial, current)
-    if np.max(np.abs(g_a) + np.abs(g_b)) < 1e-10 * len(f) or not ok.any():
-      break
+    # A column whose step no longer decreases its loss is at its optimum (to rounding).
+    active &= ok
   return a, b
 
 
@@ -103,11 +114,161 @@ class Recipe:
 
 
 def _mixed(raw, a, b, weight, a_mix, b_mix):
-  """raw (P, n, q) decision values -> (n, q): each penalty's calibrated by (a, b) (P, q), mixed
-  by `weight`, calibrated again by (a_mix, b_mix) (q,)."""
-  z = a[:, None] * raw + b[:, None]
-  mix = weight * z[0] + (1 - weight) * z[-1]
-  return a_mix * mix + b_mix
+  """raw (P, S, n, q) decision values of S splits -> (S, n, q): each penalty's calibrated by
+  (a, b) (P, S, q), mixed by `weight` (S,), calibrated again by (a_mix, b_mix) (S, q)."""
+  z = a[:, :, None] * raw + b[:, :, None]
+  w = np.asarray(weight, np.float64)[:, None, None]
+  mix = w * z[0] + (1 - w) * z[-1]
+  return a_mix[:, None] * mix + b_mix[:, None]
+
+
+def _platt_splits(decisions, Y):
+  """`platt` of every split at once: decisions and Y (S, n, q) -> (a, b), each (S, q). The
+  labels of all splits are columns of one problem (each column is its own fit)."""
+  S, n, q = decisions.shape
+  columns = lambda v: np.moveaxis(v, 0, 1).reshape(n, S * q)
+  a, b = platt(columns(decisions), columns(Y))
+  return a.reshape(S, q), b.reshape(S, q)
+
+
+def _fold_masks(rows, n, folds, seeds):
+  """(S·F, n) training masks of each split's folds (`kfold_masks` of its training rows `rows`
+  (S, m), seeded per split) over all n rows, and (S, F, m) the same on the training rows."""
+  S, m = rows.shape
+  on_rows = np.stack([model_selection.kfold_masks(m, folds, int(seed)) for seed in seeds])
+  full = np.zeros((S, folds, n), bool)
+  full[np.arange(S)[:, None, None], np.arange(folds)[None, :, None], rows[:, None, :]] = on_rows
+  return full.reshape(S * folds, n), on_rows
+
+
+def _held_out(X, Y, rows, fold_masks, on_rows, grid, penalty, scaling_kind, max_iter, method):
+  """Held-out decision values (S, m, G, q) of every split's training rows under its folds' fits,
+  for every C of `grid`, all splits x folds x C x labels in one solver call."""
+  S, m = rows.shape
+  folds = on_rows.shape[1]
+  shift, scale = scaling.fit_scaling(X, fold_masks, scaling_kind)
+  fit = model_selection.fit_grid(X, Y, grid, penalty=penalty, train_mask=fold_masks,
+                                 shift=shift, scale=scale, tol=CV_TOL, max_iter=max_iter,
+                                 method=method)
+  coef = np.asarray(fit.coef, np.float64)                      # (S·F, d, G, q)
+  intercept = np.asarray(fit.intercept, np.float64)            # (S·F, G, q)
+  d, G, q = coef.shape[1:]
+  held = np.empty((S, m, G, q))
+  for s in range(S):
+    for f in range(folds):
+      out = ~on_rows[s, f]
+      k = s * folds + f
+      held[s, out] = ((X[rows[s, out]].astype(np.float64) @ coef[k].reshape(d, -1))
+                      .reshape(-1, G, q) + intercept[k])
+  return held
+
+
+def fit_recipes(X, Y, masks, *, steps=DEFAULT_STEPS, Cs=model_selection.DEFAULT_CS, folds=3,
+                seeds=None, C=1.0, tol=1e-6, max_iter=20_000, scaling_kind='standardize',
+                method='newton', final=None) -> list['Recipe']:
+  """The recipe (module docstring) fitted on each of S training masks (S, n) of X (n, D), Y (n, q):
+  every split's folds, penalties, grid of C and labels go through the solver together (one call
+  per penalty for the held-out fits, one per penalty for the final fits), and Platt scaling and
+  the mix are vectorised over splits. Returns one `Recipe` per mask.
+
+  seeds: (S,) each split's fold partition (default 0..S-1); the other arguments as `fit_recipe`.
+  final: {penalty: (coef (S, D, q), intercept (S, q), converged (S, q), n_iter (S, q))}, fits
+  of these masks at C with these settings made elsewhere (Table 1's newton_l1 and newton_l2):
+  taken as the final fits instead of solving them again (not with cv_c, whose C differ).
+  The splits must have the same number of training rows (random splits, Figure 3's subsets);
+  masks of different sizes are fitted one size at a time.
+  """
+  unknown = set(steps) - set(STEPS)
+  if unknown:
+    raise UserError(f'unknown recipe steps {sorted(unknown)}; choose from {", ".join(STEPS)}')
+  final = final or {}
+  if final and 'cv_c' in steps:
+    raise UserError('the final fits cannot be given when cv_c chooses C per split')
+  X = np.asarray(X, np.float32)
+  Y = np.asarray(Y, np.float64)
+  masks = np.asarray(masks, bool)
+  S, q = len(masks), Y.shape[1]
+  seeds = np.arange(S) if seeds is None else np.asarray(seeds)
+  sizes = masks.sum(1)
+  if len(set(sizes.tolist())) > 1:
+    if final:
+      raise UserError('the final fits can be given only for training parts of one size')
+    out = [None] * S
+    for size in sorted(set(sizes.tolist())):
+      pick = np.flatnonzero(sizes == size)
+      for i, r in zip(pick, fit_recipes(X, Y, masks[pick], steps=steps, Cs=Cs, folds=folds,
+                                        seeds=seeds[pick], C=C, tol=tol, max_iter=max_iter,
+                                        scaling_kind=scaling_kind, method=method)):
+        out[i] = r
+    return out
+  rows = np.stack([np.flatnonzero(m) for m in masks])          # (S, m), ascending
+  Y_train = Y[rows]                                            # (S, m, q)
+  penalties = ('l1', 'l2') if 'mix' in steps else ('l1',)
+  P = len(penalties)
+  grid = np.sort(np.asarray(Cs if 'cv_c' in steps else (C,), np.float64))
+  chosen = np.full((P, S, q), float(C))
+  held = np.zeros((P, S, rows.shape[1], q))   # held-out decision values at the chosen C
+  if steps:
+    fold_masks, on_rows = _fold_masks(rows, len(X), folds, seeds)
+    ysign = 2 * Y_train[:, :, None, :] - 1
+    for k, penalty in enumerate(penalties):
+      values = _held_out(X, Y, rows, fold_masks, on_rows, grid, penalty, scaling_kind,
+                         max_iter, method)                     # (S, m, G, q)
+      # Per label, the C of least held-out log loss; ties go to the smaller C.
+      best = np.argmin(np.logaddexp(0, -ysign * values).mean(axis=1), axis=1)   # (S, q)
+      chosen[k] = grid[best]
+      held[k] = np.take_along_axis(values, best[:, None, None, :], axis=2)[:, :, 0]
+  a, b = np.ones((P, S, q)), np.zeros((P, S, q))
+  if 'calibrate' in steps:
+    for k in range(P):
+      a[k], b[k] = _platt_splits(held[k], Y_train)
+  weight, a_mix, b_mix = np.ones(S), np.ones((S, q)), np.zeros((S, q))
+  precision = None
+  if 'mix' in steps:
+    precision = np.stack([
+        metrics.evaluate(Y_train, _mixed(held, a, b, np.full(S, w), a_mix, b_mix))[
+            'average_precision'] for w in MIX_WEIGHTS], axis=1)            # (S, W)
+    weight = np.asarray(MIX_WEIGHTS)[np.argmax(precision, axis=1)]
+    if 'calibrate' in steps:
+      a_mix, b_mix = _platt_splits(_mixed(held, a, b, weight, np.ones((S, q)),
+                                          np.zeros((S, q))), Y_train)
+  shift, scale = scaling.fit_scaling(X, masks, scaling_kind)
+  coef = np.zeros((P, S, X.shape[1], q))
+  intercept = np.zeros((P, S, q))
+  converged = np.ones((P, S, q), bool)
+  n_iter = np.zeros((P, S, q), int)
+  shares = np.stack([weight, 1 - weight]) if P == 2 else np.ones((1, S))
+  for k, penalty in enumerate(penalties):
+    if penalty in final:
+      coef[k], intercept[k], converged[k], n_iter[k] = (np.asarray(a) for a in final[penalty])
+      continue
+    fitted = np.flatnonzero(shares[k] != 0)   # a penalty left out of a split's mix: not refitted
+    # One call for the splits that share their Cs (all of them unless cv_c chose per split).
+    groups = {}
+    for s in fitted:
+      groups.setdefault(chosen[k, s].tobytes(), []).append(s)
+    for group in groups.values():
+      fit = fit_logistic(X, Y, penalty=penalty, C=chosen[k, group[0]], tol=tol,
+                         max_iter=max_iter, train_mask=masks[group], shift=shift[group],
+                         scale=scale[group], method=method)
+      coef[k, group] = np.asarray(fit.coef)
+      intercept[k, group] = np.asarray(fit.intercept)
+      converged[k, group] = np.asarray(fit.converged)
+      n_iter[k, group] = np.asarray(fit.n_iter)
+  # The composition of affine maps, as one linear model per split: coef (P, S, D, q) -> (S, D, q).
+  coef_out = _mixed(coef, a, np.zeros_like(b), weight, a_mix, np.zeros_like(b_mix))
+  intercept_out = _mixed(intercept[:, :, None], a, b, weight, a_mix, b_mix)[:, 0]
+  recipes = []
+  for s in range(S):
+    info = {'steps': list(steps), 'folds': folds,
+            'converged': converged[:, s].tolist(), 'n_iter': n_iter[:, s].tolist(),
+            'calibration': {'a': a[:, s].tolist(), 'b': b[:, s].tolist(),
+                            'a_mix': a_mix[s].tolist(), 'b_mix': b_mix[s].tolist()}}
+    if precision is not None:
+      info['mix_average_precision'] = precision[s].tolist()
+    recipes.append(Recipe(coef_out[s], intercept_out[s], penalties, chosen[:, s].copy(),
+                          float(weight[s]), info))
+  return recipes
 
 
 def fit_recipe(X, Y, *, steps=DEFAULT_STEPS, Cs=model_selection.DEFAULT_CS, folds=3,
@@ -120,54 +281,6 @@ def fit_recipe(X, Y, *, steps=DEFAULT_STEPS, Cs=model_selection.DEFAULT_CS, fold
   folds, seed: the cross-validation's partition of X (3 folds: the held-out fits are most of
   the recipe's cost). tol: the final fits' tolerance (held-out fits use `CV_TOL`).
   """
-  unknown = set(steps) - set(STEPS)
-  if unknown:
-    raise UserError(f'unknown recipe steps {sorted(unknown)}; choose from {", ".join(STEPS)}')
-  X = np.asarray(X, np.float32)
-  Y = np.asarray(Y, np.float64)
-  q = Y.shape[1]
-  penalties = ('l1', 'l2') if 'mix' in steps else ('l1',)
-  Cs = np.asarray(Cs if 'cv_c' in steps else (C,), np.float64)
-  C = np.full((len(penalties), q), float(C))
-  held = np.zeros((len(penalties), len(X), q))   # held-out decision values at the chosen C
-  info = {'steps': list(steps), 'folds': folds}
-  for k, penalty in enumerate(penalties if steps else ()):
-    cv = model_selection.cross_validate(X, Y, Cs, folds=folds, penalty=penalty,
-                                        scaling_kind=scaling_kind, seed=seed, tol=CV_TOL,
-                                        max_iter=max_iter, method=method)
-    C[k] = cv.best_C
-    held[k] = cv.decisions[:, np.searchsorted(cv.Cs, cv.best_C), np.arange(q)]
-  a, b = np.ones((len(penalties), q)), np.zeros((len(penalties), q))
-  if 'calibrate' in steps:
-    for k in range(len(penalties)):
-      a[k], b[k] = platt(held[k], Y)
-  weight, a_mix, b_mix = 1.0, np.ones(q), np.zeros(q)
-  if 'mix' in steps:
-    precision = [metrics.evaluate(Y, _mixed(held, a, b, w, 1.0, 0.0))['average_precision']
-                 for w in MIX_WEIGHTS]
-    weight = float(MIX_WEIGHTS[int(np.argmax(precision))])
-    info['mix_average_precision'] = [float(p) for p in precision]
-    if 'calibrate' in steps:
-      a_mix, b_mix = platt(_mixed(held, a, b, weight, 1.0, 0.0), Y)
-  shift, scale = scaling.fit_scaling(X, np.ones((1, len(X)), bool), scaling_kind)
-  coef = np.zeros((len(penalties), X.shape[1], q))
-  intercept = np.zeros((len(penalties), q))
-  converged, n_iter = [], []
-  shares = (weight, 1 - weight) if len(penalties) == 2 else (1.0,)
-  for k, penalty in enumerate(penalties):
-    if shares[k] == 0:   # left out of the mix: nothing to refit
-      converged.append([True] * q)
-      n_iter.append([0] * q)
-      continue
-    fit = fit_logistic(X, Y, penalty=penalty, C=C[k], tol=tol, max_iter=max_iter,
-                       shift=shift[0], scale=scale[0], method=method)
-    coef[k], intercept[k] = np.asarray(fit.coef), np.asarray(fit.intercept)
-    converged.append(np.asarray(fit.converged).tolist())
-    n_iter.append(np.asarray(fit.n_iter).tolist())
-  info['converged'], info['n_iter'] = converged, n_iter
-  info['calibration'] = {'a': a.tolist(), 'b': b.tolist(), 'a_mix': np.ravel(a_mix).tolist(),
-                         'b_mix': np.ravel(b_mix).tolist()}
-  # The composition of affine maps, as one linear model: coef (P, D, q) -> (D, q).
-  return Recipe(_mixed(coef, a, np.zeros_like(b), weight, a_mix, 0.0),
-                _mixed(intercept[:, None], a, b, weight, a_mix, b_mix)[0], penalties, C, weight,
-                info)
+  return fit_recipes(X, Y, np.ones((1, len(X)), bool), steps=steps, Cs=Cs, folds=folds,
+                     seeds=[seed], C=C, tol=tol, max_iter=max_iter, scaling_kind=scaling_kind,
+                     method=method)[0]

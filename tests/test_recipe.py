@@ -94,27 +94,61 @@ def test_fitted_recipe_reports_its_choices():
     recipe.fit_recipe(X, Y, steps=('cv_c', 'bagging'))
 
 
+def test_splits_batched_are_the_recipes_of_each_split():
+  """fit_recipes over several masks: each split's recipe as fitted on its training rows alone
+  (the same folds, choices and final fits), to the solvers' tolerance."""
+  X, Y = _problem(seed=6)
+  masks = splits.random_splits(len(X), 3, 2 / 3, seed=1)
+  kwargs = dict(steps=recipe.STEPS, Cs=(0.1, 1.0), folds=3, tol=1e-7)
+  batched = recipe.fit_recipes(X, Y, masks, **kwargs)
+  for s, (mask, ours) in enumerate(zip(masks, batched)):
+    alone = recipe.fit_recipe(X[mask], Y[mask], seed=s, **kwargs)
+    np.testing.assert_array_equal(ours.C, alone.C)
+    assert ours.weight == alone.weight
+    want = alone.decision_function(X)
+    np.testing.assert_allclose(ours.decision_function(X), want, rtol=1e-3,
+                               atol=1e-3 * np.abs(want).max())
+
+
 def test_an_interrupted_run_resumes_from_its_finished_splits(tmp_path, monkeypatch):
   X, Y = _problem(seed=5)
   masks = splits.random_splits(len(X), 3, 2 / 3, seed=0)
-  whole = evaluation.run_recipe(X, Y, masks, folds=2)
-  real, calls, interrupted = recipe.fit_recipe, [], []
+  # With a progress bar the splits go in groups (of one here: 3 splits, up to 5 updates).
+  whole = evaluation.run_recipe(X, Y, masks, folds=2, progress=True)
+  real, calls, interrupted = recipe.fit_recipes, [], []
 
-  def dying(*args, **kwargs):
-    calls.append(kwargs['seed'])
-    if kwargs['seed'] == 1 and not interrupted:
+  def dying(*args, seeds, **kwargs):
+    calls.append([int(s) for s in seeds])
+    if 1 in calls[-1] and not interrupted:
       interrupted.append(True)
       raise KeyboardInterrupt
-    return real(*args, **kwargs)
+    return real(*args, seeds=seeds, **kwargs)
 
-  monkeypatch.setattr(recipe, 'fit_recipe', dying)
+  monkeypatch.setattr(recipe, 'fit_recipes', dying)
   with pytest.raises(KeyboardInterrupt):
-    evaluation.run_recipe(X, Y, masks, folds=2, parts_dir=tmp_path / 'parts')
+    evaluation.run_recipe(X, Y, masks, folds=2, parts_dir=tmp_path / 'parts', progress=True)
   assert len(list((tmp_path / 'parts').iterdir())) == 1
-  resumed = evaluation.run_recipe(X, Y, masks, folds=2, parts_dir=tmp_path / 'parts')
-  assert calls == [0, 1, 1, 2]
+  resumed = evaluation.run_recipe(X, Y, masks, folds=2, parts_dir=tmp_path / 'parts',
+                                  progress=True)
+  assert calls == [[0], [1], [1], [2]]
   np.testing.assert_array_equal(resumed.decisions, whole.decisions)
-  # Other settings (or data) do not take the saved splits.
+  # Other settings (or data) do not take the saved splits; without a bar, one batch.
   calls.clear()
   evaluation.run_recipe(X, Y, masks, folds=3, parts_dir=tmp_path / 'parts')
-  assert calls == [0, 1, 2]
+  assert calls == [[0, 1, 2]]
+
+
+def test_table1_recipe_takes_over_the_newton_fits_with_the_same_results():
+  """In one run with newton_l1 and newton_l2 the recipe's final fits are theirs (the same
+  problems): the same decisions as solving them again, and the reuse is recorded."""
+  X, Y = _problem(seed=7)
+  masks = splits.random_splits(len(X), 2, 2 / 3, seed=0)
+  kwargs = dict(recipe_kwargs={'folds': 2})
+  alone = evaluation.run(X, Y, masks, ['recipe'], **kwargs)['recipe']
+  together = evaluation.run(X, Y, masks, ['recipe', 'newton_l1', 'newton_l2'], **kwargs)
+  assert list(together) == ['recipe', 'newton_l1', 'newton_l2']
+  assert alone.reused == () and together['recipe'].reused == ('newton_l1', 'newton_l2')
+  np.testing.assert_allclose(together['recipe'].decisions, alone.decisions, rtol=1e-4,
+                             atol=1e-4 * np.abs(alone.decisions).max())
+  assert evaluation.summary(together['recipe'])['fits_reused_from'] == ['newton_l1',
+                                                                        'newton_l2']

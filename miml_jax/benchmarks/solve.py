@@ -9,7 +9,9 @@ the same problems (liblinear's objective on the same scaled features); the objec
 liblinear at the first (tightest) of --liblinear_tols, show whether they reached the same
 optimum. With looser tolerances too (--liblinear_tols=1e-8,1e-4), `speedup_at_1e-4` compares our
 time with the fastest liblinear run that stops within 1e-4 of that optimum. Labels with one class
-in a split's training part are left out (liblinear cannot fit them).
+in a split's training part are left out (liblinear cannot fit them). --recipe times the recipe
+(`recipe.fit_recipes`, all splits batched, Table 1's settings) on the same splits and prints its
+time over the L1 Newton fit's (`recipe_over_newton_l1`).
 """
 
 import json
@@ -23,9 +25,11 @@ from miml_jax import atomic
 from miml_jax import cli
 from miml_jax import evaluation
 from miml_jax import outputs
+from miml_jax import recipe
 from miml_jax import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
+from miml_jax.errors import UserError
 from miml_jax.features import read_feature_file
 from miml_jax.solvers import fit_logistic
 from miml_jax.solvers import prox_newton
@@ -53,6 +57,10 @@ _L1_SUBPROBLEMS = flags.DEFINE_list(
     'l1_subproblems', ['auto'], "L1 Newton's inner method(s) to time: auto (the solver's "
     'choice for the shapes and device), cd, fista, matrix_free; the first gives the headline '
     'figures.')
+_RECIPE = flags.DEFINE_boolean('recipe', False, 'Time the recipe too (with l1 in --penalties), '
+                               'against the L1 Newton fit.')
+_RECIPE_STEPS = flags.DEFINE_list('recipe_steps', list(recipe.DEFAULT_STEPS),
+                                  f'The recipe\'s steps, of {", ".join(recipe.STEPS)}.')
 _OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures.')
 _OVERWRITE = cli.define_overwrite()
 flags.declare_key_flag('overwrite')
@@ -70,6 +78,10 @@ def main(argv):
   cli.positive_numbers(_LIBLINEAR_TOLS)
   cli.choices(_PENALTIES, ('l1', 'l2'))
   cli.choices(_L1_SUBPROBLEMS, ('auto', *prox_newton.SUBPROBLEMS))
+  if _RECIPE.value:
+    if 'l1' not in _PENALTIES.value:
+      raise UserError('--recipe is timed against the L1 fit: keep l1 in --penalties')
+    cli.choices(_RECIPE_STEPS, recipe.STEPS)
   if _OUTPUT.value:
     outputs.check_file(_OUTPUT.value, outputs.Inputs([_FEATURES.value]),
                        kind=FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
@@ -148,6 +160,19 @@ def main(argv):
       row['speedup_at_1e-4'] = min(fair) / row['jax_seconds']
     result['penalties'][penalty] = row
     print(penalty, json.dumps(row))
+  if _RECIPE.value:
+    kwargs = dict(steps=tuple(_RECIPE_STEPS.value), C=_C.value, tol=_JAX_TOL.value,
+                  scaling_kind=_SCALING.value, method=_SOLVER.value)
+    start = time.perf_counter()
+    recipe.fit_recipes(Xd, Y, masks, max_iter=2, **kwargs)   # compiles every shape once
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    recipe.fit_recipes(Xd, Y, masks, max_iter=_MAX_ITER.value, **kwargs)
+    row = {'steps': _RECIPE_STEPS.value, 'seconds': time.perf_counter() - start,
+           'compile_seconds': compile_s}
+    row['recipe_over_newton_l1'] = row['seconds'] / result['penalties']['l1']['jax_seconds']
+    result['recipe'] = row
+    print('recipe', json.dumps(row))
   if _OUTPUT.value:
     atomic.write_json(_OUTPUT.value, result)
 

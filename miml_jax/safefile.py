@@ -91,7 +91,7 @@ def load(path, file_format: str, what: str, hint: str = '') -> tuple[dict, dict]
   check_format(path, metadata.get('format'), file_format, what, hint)
   if checksum(arrays, metadata) != metadata.get(KEY):
     raise UserError(f'{path}: checksum mismatch: the {what} was changed or damaged after it '
-                    f'was written{hint}')
+                    f'was written (its contents are not edited by hand){hint}')
   return arrays, metadata
 
 

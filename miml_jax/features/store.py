@@ -340,7 +340,7 @@ def _array(f, name: str, path: str, kinds: str, expected: str):
                     f'{", ".join(_ARRAYS)}){_REMAKE}')
   if node.dtype.kind not in kinds:
     raise UserError(f'{path}: its {name} are {_what(node.dtype)}; a feature file holds '
-                    f'{expected}')
+                    f'{expected}{_REMAKE}')
   if node.ndim != (1 if name.endswith('_names') else 2):
     raise UserError(f'{path}: its {name} have {node.ndim} dimensions, expected '
                     f'{1 if name.endswith("_names") else 2}')
@@ -379,7 +379,7 @@ def read_feature_file(path) -> FeatureFile:
                     f'trusted{_REMAKE}')
   if _file_digest(features, labels, image_names, label_names, attrs) != attrs[safefile.KEY]:
     raise UserError(f'{path}: checksum mismatch: the feature file was changed or damaged after '
-                    f'it was written{_REMAKE}')
+                    f'it was written (its contents are not edited by hand){_REMAKE}')
   features = features.astype(np.float32, copy=False)
   if not np.all(np.isfinite(features)):
     raise UserError(f'{path}: features hold NaN or infinite values')

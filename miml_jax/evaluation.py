@@ -251,7 +251,8 @@ def run_recipe(X, Y, masks, *, scaling_kind='standardize', tol=None, max_iter=20
   if 'cv_c' not in recipe_kwargs.get('steps', recipe_lib.DEFAULT_STEPS):
     reused = {name.rsplit('_', 1)[1]: r for name, r in (final_fits or {}).items()
               if name in ('newton_l1', 'newton_l2') and r.weights is not None}
-  settings = dict(scaling_kind=scaling_kind, tol=tol, max_iter=max_iter, **recipe_kwargs)
+  settings = dict(scaling_kind=scaling_kind, tol=tol, max_iter=max_iter,
+                  version=recipe_lib.VERSION, **recipe_kwargs)
   data_key = _digest(X, Y, json.dumps(settings, sort_keys=True, default=str))
   keys = [_digest(masks[s], test[s], data_key) for s in range(S)]
   parts = [None if parts_dir is None else

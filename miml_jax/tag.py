@@ -3,15 +3,25 @@
   python -m miml_jax.tag train --dataset=FOLDER --output=MODEL [--method=recipe|l1] [--C=1.0|cv]
   python -m miml_jax.tag train --features=FEATURES.h5 --output=MODEL [...]
   python -m miml_jax.tag predict --model=MODEL [--format=table|json|csv] IMAGE_OR_FOLDER...
+  python -m miml_jax.tag predict --model=MODEL --output=TAGS.csv|TAGS.jsonl IMAGE_OR_FOLDER...
+      [--write=xmp|embed [--keyword_prefix=miml]]
+  python -m miml_jax.tag evaluate --model=MODEL --dataset=FOLDER [--output=REPORT.json]
+  python -m miml_jax.tag review --model=MODEL --output=PAGE.html [--limit=200] IMAGE_OR_FOLDER...
+  python -m miml_jax.tag train --dataset=FOLDER --corrections=FILE.csv|--from_xmp=FOLDER ...
 
 `train` takes a dataset in the plain layout (images/ + labels.csv), extracts (and caches) its
 features and writes a tagger file (or trains on a feature file: one larger than this machine's
 memory is refused before it is read, with the memory it needs). By default it trains the recipe
 (`miml_jax.recipe`: L1 and L2 models calibrated and mixed by cross-validation on the training
 images); `--method=l1` is the paper's L1 logistic regression alone. `predict` prints each
-image's tags with their probabilities, from features of the views the tagger was trained on.
+image's tags with their probabilities, from features of the views the tagger was trained on;
+with `--output` it writes them to a file as it goes, and a rerun resumes (`miml_jax.predictions`);
+`--write` puts the tags where photo tools read them (`miml_jax.keywords`). `evaluate` scores a
+tagger on a labelled folder (`miml_jax.report`); `review` writes a page to correct tags on
+(`miml_jax.review`), whose export `train --corrections` learns from (`miml_jax.corrections`).
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -19,22 +29,38 @@ import math
 import os
 import sys
 
+import numpy as np
+import tqdm
 from absl import flags
+from absl import logging
 
+from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import corrections
 from miml_jax import datasets
 from miml_jax import input_flags
+from miml_jax import keywords
 from miml_jax import model_selection
 from miml_jax import outputs
+from miml_jax import predictions
+from miml_jax import report
+from miml_jax import review
+from miml_jax import safefile
 from miml_jax import runtime_flags
 from miml_jax import tagger as tagger_lib
+from miml_jax.errors import Interrupted
 from miml_jax.errors import UserError
 from miml_jax.features import extract
 from miml_jax.features import store
 from miml_jax.weights import hub
 
-_MODEL = flags.DEFINE_string('model', None, 'predict: the tagger file.')
-_OUTPUT = flags.DEFINE_string('output', None, 'train: the tagger file to write.')
+_MODEL = flags.DEFINE_string('model', None, 'predict, evaluate, review: the tagger file.')
+_OUTPUT = flags.DEFINE_string(
+    'output', None, 'The file to write. train: the tagger file; predict: a .csv or .jsonl file '
+    'of rows written as batches finish, which a rerun with the same model continues (and '
+    'extends with images added since); without it predict prints --format at the end; '
+    'evaluate: a .json report (and the Markdown it prints, as .md beside it); review: the '
+    '.html page.')
 _FEATURES = flags.DEFINE_string('features', None, 'train: a feature file to train on, instead '
                                 'of --dataset (e.g. features extracted once, on another machine).')
 _METHOD = flags.DEFINE_enum('method', 'recipe', list(tagger_lib.METHODS),
@@ -49,7 +75,25 @@ _FOLDS = flags.DEFINE_integer('folds', 5, 'train: cross-validation folds.')
 _THRESHOLDS = flags.DEFINE_enum('thresholds', 'fixed', ['fixed', 'tuned'],
                                 'train: probability 0.5, or per-label F1-optimal on held-out '
                                 'predictions of the training data.')
-_FORMAT = flags.DEFINE_enum('format', 'table', ['table', 'json', 'csv'], 'predict: output.')
+_FORMAT = flags.DEFINE_enum('format', 'table', ['table', 'json', 'csv'],
+                            'predict: what it prints, without --output.')
+
+_CORRECTIONS = flags.DEFINE_string(
+    'corrections', None, 'train: a CSV image,label,value (0/1) of corrected labels, e.g. from '
+    '`tag review`: the dataset\'s images get them, other images are added (miml_jax.corrections).')
+_FROM_XMP = flags.DEFINE_string(
+    'from_xmp', None, 'train: a folder of images whose keywords (sidecars written by --write=xmp '
+    'and edited in a photo tool) are corrected labels, as --corrections.')
+_WRITE = flags.DEFINE_enum(
+    'write', 'none', ['none', 'xmp', 'embed'], 'predict: also write each image\'s tags as '
+    'keywords photo tools read: xmp into <image>.xmp sidecars (the image is not touched), embed '
+    'into the image file\'s own XMP and IPTC; the user\'s own keywords are kept, and a rerun '
+    'replaces only the ones it wrote (miml_jax.keywords).')
+_KEYWORD_PREFIX = flags.DEFINE_string(
+    'keyword_prefix', None, 'predict --write: the parent of the hierarchical keywords, e.g. '
+    'miml writes miml|sea (dc:subject keeps the plain label).')
+_LIMIT = flags.DEFINE_integer('limit', 200, 'review: the most images on the page (the least '
+                              'certain ones).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Images per device step.')
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'train: images are resized to this square '
                                    'size (fc7 exists only at 224); predict uses the model\'s.')
@@ -132,6 +176,11 @@ def train(argv):
   fit_kwargs = dict(method=_METHOD.value, C=C, Cs=Cs, folds=_FOLDS.value, select=_SELECT.value,
                     thresholds=_THRESHOLDS.value)
   cross_validates = C == 'cv' or _THRESHOLDS.value == 'tuned' or _METHOD.value == 'recipe'
+  if (_CORRECTIONS.value or _FROM_XMP.value) and _FEATURES.value:
+    raise UserError('--corrections and --from_xmp go with --dataset (their images are found, '
+                    'and new ones extracted, through it)')
+  if _CORRECTIONS.value and _FROM_XMP.value:
+    raise UserError('give --corrections or --from_xmp, not both')
   if _FEATURES.value:
     if cross_validates:
       cli.at_least(_FOLDS, 2)
@@ -151,13 +200,23 @@ def train(argv):
     inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value,
                                 image_size=image_size, augment=_AUGMENT.value))
     outputs.check_file(_OUTPUT.value, inputs, kind=tagger_lib.KIND, overwrite=_OVERWRITE.value)
+    fixes = None
+    if _CORRECTIONS.value:
+      fixes = corrections.read_csv(_CORRECTIONS.value, dataset.label_names)
+    elif _FROM_XMP.value:
+      fixes = corrections.from_xmp(_FROM_XMP.value, dataset.label_names, image_files)
     tagger = tagger_lib.train(dataset, _WEIGHTS.value, cache_dir=_CACHE_DIR.value,
-                              image_size=image_size, augment=_AUGMENT.value, **fit_kwargs)
+                              image_size=image_size, augment=_AUGMENT.value, corrections=fixes,
+                              **fit_kwargs)
   tagger.save(_OUTPUT.value)
   nonzero = (tagger.coef != 0).sum(axis=0)
   how = ''
   if 'recipe' in tagger.info:
     how = f' (recipe: L1 share of the L1/L2 mix {tagger.info["recipe"]["weight"]:g})'
+  fixed = tagger.info.get('corrections')
+  if fixed:
+    how += (f'; corrections from {fixed["source"]}: {fixed["changed"]} labels changed, '
+            f'{fixed["added"]} images added')
   print(f'{_OUTPUT.value}: {len(tagger.label_names)} labels from {tagger.info["n_images"]} '
         f'images{how}; non-zero weights per label: '
         + ', '.join(f'{n} {k}' for n, k in zip(tagger.label_names, nonzero)))
@@ -168,18 +227,159 @@ def predict(argv):
     raise UserError('predict needs --model=MODEL')
   if len(argv) < 3:
     raise UserError('predict needs at least one image or folder')
+  if _OUTPUT.value:
+    predictions.format_of(_OUTPUT.value)
+  prefix = _KEYWORD_PREFIX.value
+  if prefix is not None:
+    if _WRITE.value == 'none':
+      raise UserError('--keyword_prefix is for --write=xmp or --write=embed')
+    keywords.check_prefix(prefix)
   tagger = tagger_lib.Tagger.load(_MODEL.value)
   paths = image_files(argv[2:])
-  probabilities = tagger_lib.predict_images(tagger, paths, _WEIGHTS.value,
-                                            batch_size=_BATCH_SIZE.value,
-                                            progress=len(paths) > 100 and sys.stderr.isatty())
-  cli.write_stdout(render(paths, probabilities, tagger, _FORMAT.value) + '\n')
+  from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
+  params, info = weights_lib.load(_WEIGHTS.value)
+  tagger.check_weights(info.checksum, _WEIGHTS.value)
+  with (atomic.exclusive(_OUTPUT.value + '.lock') if _OUTPUT.value
+        else contextlib.nullcontext()):
+    out = None
+    if _OUTPUT.value:
+      identity = {'model_sha256': tagger.sha256, 'weights_sha256': info.checksum,
+                  'labels': list(tagger.label_names)}
+      out = predictions.PredictionFile(_OUTPUT.value, identity, tagger.label_names,
+                                       overwrite=_OVERWRITE.value)
+    todo = out.todo(paths) if out else paths
+    earlier = len(paths) - len(todo)
+    done, printed, failed = earlier, [], 0
+    try:
+      with tqdm.tqdm(total=len(paths), initial=done, unit='img', desc='predict',
+                     disable=not sys.stderr.isatty()) as bar:
+        for indices, probabilities in tagger_lib.iter_predictions(
+            tagger, todo, (params, info), batch_size=_BATCH_SIZE.value):
+          batch = [todo[i] for i in indices]
+          tagged = tagger.tags(probabilities)
+          # Keywords before rows: a batch in the file has its keywords written.
+          if _WRITE.value != 'none':
+            failed += write_keywords(batch, tagged, tagger.label_names, prefix)
+          if out:
+            out.append(batch, probabilities, tagged)
+          else:
+            printed.append(probabilities)
+          done += len(batch)
+          bar.update(len(batch))
+    except KeyboardInterrupt:
+      if out:
+        raise Interrupted(f'rerun to resume: {done} of {len(paths)} images done, in '
+                          f'{_OUTPUT.value}') from None
+      raise
+  if out:
+    print(f'{_OUTPUT.value}: {len(paths)} images ({earlier} from an earlier run)',
+          file=sys.stderr)
+  else:
+    cli.write_stdout(render(paths, np.concatenate(printed), tagger, _FORMAT.value) + '\n')
+  if failed:
+    raise UserError(f'keywords not written for {failed} of {len(todo)} images (the warnings '
+                    'above say why)')
+
+
+def write_keywords(paths, tagged, label_names, prefix) -> int:
+  """Writes each image's tags as keywords (--write); returns how many images failed (each
+  named in a warning: one bad sidecar does not stop a library's run)."""
+  failed = 0
+  for path, on in zip(paths, tagged):
+    try:
+      keywords.write(path, [n for n, t in zip(label_names, on) if t], prefix=prefix,
+                     embed=_WRITE.value == 'embed')
+    except UserError as e:
+      logging.warning('%s', e)
+      failed += 1
+  return failed
+
+
+REPORT_FORMAT = 'miml_jax.tag_evaluation/1'
+
+
+def review_page(argv):
+  if not _MODEL.value or not _OUTPUT.value:
+    raise UserError('review needs --model=MODEL and --output=PAGE.html')
+  if len(argv) < 3:
+    raise UserError('review needs at least one image or folder')
+  if not _OUTPUT.value.endswith(('.html', '.htm')):
+    raise UserError(f'{_OUTPUT.value}: the review page is written as .html')
+  cli.at_least(_LIMIT, 1)
+  tagger = tagger_lib.Tagger.load(_MODEL.value)
+  paths = image_files(argv[2:])
+  inputs = outputs.Inputs([_MODEL.value, *paths])
+  # A page is remade at will, but only over a page of ours (its generator line says so).
+  outputs.check_file(_OUTPUT.value, inputs, kind=review.FORMAT,
+                     overwrite=_OVERWRITE.value or review.made_here(_OUTPUT.value))
+  from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
+  params, info = weights_lib.load(_WEIGHTS.value)
+  tagger.check_weights(info.checksum, _WEIGHTS.value)
+  probabilities = np.empty((len(paths), len(tagger.label_names)))
+  with tqdm.tqdm(total=len(paths), unit='img', desc='review',
+                 disable=not sys.stderr.isatty()) as bar:
+    for indices, p in tagger_lib.iter_predictions(tagger, paths, (params, info),
+                                                  batch_size=_BATCH_SIZE.value):
+      probabilities[indices] = p
+      bar.update(len(indices))
+  shown = review.uncertainty_order(probabilities, tagger.thresholds)[:_LIMIT.value]
+  images = [(os.path.abspath(paths[i]), review.thumbnail(paths[i]), probabilities[i])
+            for i in shown]
+  title = (f'{os.path.basename(_MODEL.value)}: the {len(shown)} least certain of '
+           f'{len(paths)} images')
+  atomic.write_text(_OUTPUT.value, review.page(images, tagger.label_names, tagger.thresholds,
+                                               title))
+  print(f'{_OUTPUT.value}: {len(shown)} of {len(paths)} images, least certain first',
+        file=sys.stderr)
+
+
+def evaluate(argv):
+  if len(argv) > 2:
+    raise UserError(f'evaluate takes no positional arguments: {" ".join(argv[2:])}')
+  if not _MODEL.value or not input_flags.DATASET.value:
+    raise UserError('evaluate needs --model=MODEL and --dataset=NAME_OR_FOLDER (a labelled '
+                    'folder in the plain layout: images/ and labels.csv)')
+  output = _OUTPUT.value
+  if output and not output.endswith('.json'):
+    raise UserError(f'{output}: the evaluation is written as .json (and .md beside it)')
+  tagger = tagger_lib.Tagger.load(_MODEL.value)
+  dataset = datasets.load(input_flags.one_dataset(), _DATA_DIR.value)
+  if output:
+    inputs = store.dataset_inputs(dataset)
+    inputs.add(_MODEL.value)
+    outputs.check_file(output, inputs, kind=REPORT_FORMAT.split('/')[0],
+                       overwrite=_OVERWRITE.value)
+  missing = [n for n in tagger.label_names if n not in dataset.label_names]
+  if missing:
+    raise UserError(f'{dataset.root}/labels.csv: no column for the model\'s labels '
+                    f'{", ".join(missing)}; it has {", ".join(dataset.label_names)}')
+  columns = [dataset.label_names.index(n) for n in tagger.label_names]
+  feats = store.cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value,
+                                image_size=tagger.image_size, augment=tagger.augment)
+  tagger.check_weights(feats.attrs['weights_sha256'], _WEIGHTS.value)
+  probabilities = tagger.predict_proba(feats.features)
+  result = {'format': REPORT_FORMAT, 'model': _MODEL.value, 'model_sha256': tagger.sha256,
+            'dataset': dataset.root,
+            'ignored_labels': [n for n in dataset.label_names if n not in tagger.label_names],
+            **report.tagging_report(feats.labels[:, columns], probabilities,
+                                    tagger.tags(probabilities), tagger.label_names)}
+  text = report.markdown(result, f'{os.path.basename(_MODEL.value)} on {dataset.name}')
+  if os.path.abspath(tagger.info.get('dataset', '')) == os.path.abspath(dataset.root):
+    # Scores on the training images say how well it fits, not how well it tags new photos.
+    text += ('\nThese are the images the model was trained on: the scores are optimistic. '
+             'Evaluate on a folder it has not seen.\n')
+    result['trained_on_these_images'] = True
+  if output:
+    safefile.write_json(output, result)
+    atomic.write_text(os.path.splitext(output)[0] + '.md', text)
+  cli.write_stdout(text)
 
 
 def main(argv):
-  commands = {'train': train, 'predict': predict}
+  commands = {'train': train, 'predict': predict, 'evaluate': evaluate, 'review': review_page}
   if len(argv) < 2 or argv[1] not in commands:
-    raise UserError('usage: python -m miml_jax.tag train|predict [flags] [images...]')
+    raise UserError('usage: python -m miml_jax.tag train|predict|evaluate|review [flags] '
+                    '[images...]')
   extract.check_sizes(_BATCH_SIZE.value, _IMAGE_SIZE.value)
   runtime_flags.apply()
   commands[argv[1]](argv)

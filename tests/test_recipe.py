@@ -152,3 +152,18 @@ def test_table1_recipe_takes_over_the_newton_fits_with_the_same_results():
                              atol=1e-4 * np.abs(alone.decisions).max())
   assert evaluation.summary(together['recipe'])['fits_reused_from'] == ['newton_l1',
                                                                         'newton_l2']
+
+
+def test_shrink_pulls_each_calibration_toward_the_identity():
+  """'shrink' moves each label's Platt (a, b) toward (1, 0) by n+ / (n+ + SHRINK_POSITIVES): a
+  label with few positives keeps the model's own log-odds, one with many its calibration."""
+  X, Y = _problem(n=120, d=30, q=3, seed=5)
+  Y[:, 0] = 0
+  Y[:4, 0] = 1   # a rare label: 4 positives
+  plain = recipe.fit_recipe(X, Y, steps=('calibrate',))
+  shrunk = recipe.fit_recipe(X, Y, steps=('calibrate', 'shrink'))
+  share = Y.sum(0) / (Y.sum(0) + recipe.SHRINK_POSITIVES)
+  a, b = (np.asarray(plain.info['calibration'][k])[0] for k in ('a', 'b'))
+  np.testing.assert_allclose(shrunk.info['calibration']['a'][0], 1 + (a - 1) * share)
+  np.testing.assert_allclose(shrunk.info['calibration']['b'][0], b * share)
+  assert share[0] < 0.3 < 0.8 < share[1:].min()

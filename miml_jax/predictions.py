@@ -79,7 +79,18 @@ def _complete_lines(path: str) -> str:
 
 def _done_images(path: str, label_names, kind: str) -> list[str]:
   """The images the file at `path` already holds a row for, checked row by row."""
-  text = _complete_lines(path)
+  return [name for name, _ in _read_rows(path, label_names, kind)]
+
+
+def _read_rows(path: str, label_names, kind: str, *, cut: bool = True):
+  """[(image, probabilities (q,) or None)] of the file's rows (probabilities only for rows that
+  hold them all as numbers); cut: drop a partial last row from the file."""
+  if cut:
+    text = _complete_lines(path)
+  else:
+    with open(path, 'rb') as f:
+      data = f.read()
+    text = data[:data.rfind(b'\n') + 1].decode('utf-8', 'surrogateescape')
   if kind == 'csv':
     lines = list(csv.reader(io.StringIO(text, newline='')))
     if not lines:
@@ -87,11 +98,13 @@ def _done_images(path: str, label_names, kind: str) -> list[str]:
     if lines[0] != ['image', *label_names]:
       raise UserError(f'{path}: its header is not this model\'s labels; give another --output '
                       'or --overwrite')
+    out = []
     for number, line in enumerate(lines[1:], 2):
       if len(line) != len(label_names) + 1:
         raise UserError(f'{path}: row {number} has {len(line)} fields, expected '
                         f'{len(label_names) + 1}; give another --output or --overwrite')
-    return [line[0] for line in lines[1:]]
+      out.append((line[0], _numbers(line[1:])))
+    return out
   done = []
   for number, line in enumerate(text.splitlines(), 1):
     try:
@@ -101,8 +114,44 @@ def _done_images(path: str, label_names, kind: str) -> list[str]:
     except (ValueError, KeyError, TypeError):
       raise UserError(f'{path}: line {number} is not a row of predictions; give another '
                       '--output or --overwrite') from None
-    done.append(name)
+    given = row.get('probabilities')
+    done.append((name, _numbers([given.get(n) for n in label_names])
+                 if isinstance(given, dict) else None))
   return done
+
+
+def _numbers(values):
+  try:
+    out = np.array([float(v) for v in values])
+  except (TypeError, ValueError):
+    return None
+  return out if np.all((out >= 0) & (out <= 1)) else None
+
+
+def read(path: str, identity: dict, label_names) -> tuple[list[str], np.ndarray]:
+  """(images, probabilities (n, q)) of a prediction file written with `identity` (the same
+  model and weights), for `tag review --predictions`."""
+  path = os.fspath(path)
+  kind = format_of(path)
+  if not os.path.isfile(path):
+    raise UserError(f'{path}: no such prediction file (`tag predict --output` writes one)')
+  if not os.path.isfile(record_path(path)):
+    raise UserError(f'{path}: not written by `tag predict --output` (no '
+                    f'{os.path.basename(record_path(path))} beside it)')
+  found = safefile.load_json(record_path(path), 'prediction record')
+  want = json.loads(json.dumps({'format': FORMAT, 'kind': kind, **identity}))
+  changed = sorted(k for k in set(found) | set(want)
+                   if k != safefile.KEY and found.get(k) != want.get(k))
+  if changed:
+    raise UserError(f'{path}: written by another model or weights ({", ".join(changed)} '
+                    'differ)')
+  rows = _read_rows(path, label_names, kind, cut=False)
+  bad = [name for name, p in rows if p is None]
+  if bad:
+    raise UserError(f'{path}: the row of {bad[0]} has no probability for every label')
+  if not rows:
+    raise UserError(f'{path}: no rows yet')
+  return [name for name, _ in rows], np.stack([p for _, p in rows])
 
 
 class PredictionFile:

@@ -15,6 +15,8 @@ import json
 
 import numpy as np
 
+from miml_jax.errors import UserError
+
 THUMBNAIL = 192
 FORMAT = 'miml_jax.review/1'
 _GENERATOR = f'<meta name="generator" content="{FORMAT}">'
@@ -42,17 +44,21 @@ def thumbnail(path: str) -> str:
   """A data URI of a small JPEG of the image (turned as its EXIF orientation says)."""
   from PIL import Image   # pylint: disable=g-import-not-at-top
   from PIL import ImageOps   # pylint: disable=g-import-not-at-top
-  with Image.open(path) as image:
-    image = ImageOps.exif_transpose(image).convert('RGB')
-    image.thumbnail((THUMBNAIL, THUMBNAIL))
-    buf = io.BytesIO()
-    image.save(buf, 'JPEG', quality=80)
+  try:
+    with Image.open(path) as image:
+      image = ImageOps.exif_transpose(image).convert('RGB')
+      image.thumbnail((THUMBNAIL, THUMBNAIL))
+      buf = io.BytesIO()
+      image.save(buf, 'JPEG', quality=80)
+  except (OSError, ValueError) as e:
+    raise UserError(f'{path}: cannot read the image for its thumbnail: {e}') from None
   return 'data:image/jpeg;base64,' + base64.b64encode(buf.getvalue()).decode('ascii')
 
 
 _STYLE = '''
 body { font: 14px system-ui, sans-serif; margin: 0 1.5em 2em; color: #222; }
-header { position: sticky; top: 0; background: #fff; padding: .6em 0; border-bottom: 1px solid #ddd; }
+header { position: sticky; top: 0; background: #fff; padding: .6em 0;
+         border-bottom: 1px solid #ddd; }
 h1 { font-size: 1.3em; margin: .2em 0; }
 #cards { display: flex; flex-wrap: wrap; gap: 12px; margin-top: 12px; }
 .card { width: 220px; border: 1px solid #ccc; border-radius: 6px; padding: 8px; margin: 0; }
@@ -110,7 +116,8 @@ document.getElementById('export').addEventListener('click', () => {
   const lines = ['image,label,value'];
   data.images.forEach((im, i) => {
     if (!reviewed[i]) return;
-    data.labels.forEach((label, j) => lines.push([field(im.path), field(label), tags[i][j] ? 1 : 0].join(',')));
+    data.labels.forEach((label, j) =>
+      lines.push([field(im.path), field(label), tags[i][j] ? 1 : 0].join(',')));
   });
   const text = lines.join('\\n') + '\\n';
   document.getElementById('csv').value = text;

@@ -7,6 +7,7 @@
       [--write=xmp|embed [--keyword_prefix=miml]]
   python -m miml_jax.tag evaluate --model=MODEL --dataset=FOLDER [--output=REPORT.json]
   python -m miml_jax.tag review --model=MODEL --output=PAGE.html [--limit=200] IMAGE_OR_FOLDER...
+  python -m miml_jax.tag review --model=MODEL --output=PAGE.html --predictions=TAGS.csv
   python -m miml_jax.tag train --dataset=FOLDER --corrections=FILE.csv|--from_xmp=FOLDER ...
 
 `train` takes a dataset in the plain layout (images/ + labels.csv), extracts (and caches) its
@@ -92,6 +93,9 @@ _WRITE = flags.DEFINE_enum(
 _KEYWORD_PREFIX = flags.DEFINE_string(
     'keyword_prefix', None, 'predict --write: the parent of the hierarchical keywords, e.g. '
     'miml writes miml|sea (dc:subject keeps the plain label).')
+_PREDICTIONS = flags.DEFINE_string(
+    'predictions', None, 'review: the .csv or .jsonl of `predict --output` with this model, '
+    'instead of images (nothing is extracted again).')
 _LIMIT = flags.DEFINE_integer('limit', 200, 'review: the most images on the page (the least '
                               'certain ones).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Images per device step.')
@@ -222,6 +226,12 @@ def train(argv):
         + ', '.join(f'{n} {k}' for n, k in zip(tagger.label_names, nonzero)))
 
 
+def prediction_identity(tagger, weights_info) -> dict:
+  """What a prediction file's rows depend on: the model, the weights, the labels."""
+  return {'model_sha256': tagger.sha256, 'weights_sha256': weights_info.checksum,
+          'labels': list(tagger.label_names)}
+
+
 def predict(argv):
   if not _MODEL.value:
     raise UserError('predict needs --model=MODEL')
@@ -243,10 +253,8 @@ def predict(argv):
         else contextlib.nullcontext()):
     out = None
     if _OUTPUT.value:
-      identity = {'model_sha256': tagger.sha256, 'weights_sha256': info.checksum,
-                  'labels': list(tagger.label_names)}
-      out = predictions.PredictionFile(_OUTPUT.value, identity, tagger.label_names,
-                                       overwrite=_OVERWRITE.value)
+      out = predictions.PredictionFile(_OUTPUT.value, prediction_identity(tagger, info),
+                                       tagger.label_names, overwrite=_OVERWRITE.value)
     todo = out.todo(paths) if out else paths
     earlier = len(paths) - len(todo)
     done, printed, failed = earlier, [], 0
@@ -301,27 +309,34 @@ REPORT_FORMAT = 'miml_jax.tag_evaluation/1'
 def review_page(argv):
   if not _MODEL.value or not _OUTPUT.value:
     raise UserError('review needs --model=MODEL and --output=PAGE.html')
-  if len(argv) < 3:
-    raise UserError('review needs at least one image or folder')
+  if (len(argv) < 3) == (not _PREDICTIONS.value):
+    raise UserError('review needs images or folders, or --predictions=FILE (the rows of '
+                    '`tag predict --output`), not both')
   if not _OUTPUT.value.endswith(('.html', '.htm')):
     raise UserError(f'{_OUTPUT.value}: the review page is written as .html')
   cli.at_least(_LIMIT, 1)
   tagger = tagger_lib.Tagger.load(_MODEL.value)
-  paths = image_files(argv[2:])
-  inputs = outputs.Inputs([_MODEL.value, *paths])
-  # A page is remade at will, but only over a page of ours (its generator line says so).
-  outputs.check_file(_OUTPUT.value, inputs, kind=review.FORMAT,
-                     overwrite=_OVERWRITE.value or review.made_here(_OUTPUT.value))
   from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
   params, info = weights_lib.load(_WEIGHTS.value)
   tagger.check_weights(info.checksum, _WEIGHTS.value)
-  probabilities = np.empty((len(paths), len(tagger.label_names)))
-  with tqdm.tqdm(total=len(paths), unit='img', desc='review',
-                 disable=not sys.stderr.isatty()) as bar:
-    for indices, p in tagger_lib.iter_predictions(tagger, paths, (params, info),
-                                                  batch_size=_BATCH_SIZE.value):
-      probabilities[indices] = p
-      bar.update(len(indices))
+  if _PREDICTIONS.value:
+    # No extraction: the probabilities of a predict run of this model.
+    paths, probabilities = predictions.read(_PREDICTIONS.value, prediction_identity(tagger, info),
+                                            tagger.label_names)
+  else:
+    paths = image_files(argv[2:])
+  inputs = outputs.Inputs([_MODEL.value, *paths, *filter(None, [_PREDICTIONS.value])])
+  # A page is remade at will, but only over a page of ours (its generator line says so).
+  outputs.check_file(_OUTPUT.value, inputs, kind=review.FORMAT,
+                     overwrite=_OVERWRITE.value or review.made_here(_OUTPUT.value))
+  if not _PREDICTIONS.value:
+    probabilities = np.empty((len(paths), len(tagger.label_names)))
+    with tqdm.tqdm(total=len(paths), unit='img', desc='review',
+                   disable=not sys.stderr.isatty()) as bar:
+      for indices, p in tagger_lib.iter_predictions(tagger, paths, (params, info),
+                                                    batch_size=_BATCH_SIZE.value):
+        probabilities[indices] = p
+        bar.update(len(indices))
   shown = review.uncertainty_order(probabilities, tagger.thresholds)[:_LIMIT.value]
   images = [(os.path.abspath(paths[i]), review.thumbnail(paths[i]), probabilities[i])
             for i in shown]

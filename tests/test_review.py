@@ -94,6 +94,18 @@ def test_review_page_click_exports_corrections_that_train_accepts(tmp_path):
                         f'--weights={weights}', '--limit=4', tmp_path / 'photos')
   assert result.returncode == 0, result.stderr[-2000:]
   assert review.made_here(str(page))
+  # The same page from a predict run's rows, without extracting again.
+  rows = tmp_path / 'tags.csv'
+  assert conftest.cli('miml_jax.tag', 'predict', f'--model={model}', f'--weights={weights}',
+                      f'--output={rows}', tmp_path / 'photos').returncode == 0
+  again = tmp_path / 'again.html'
+  result = conftest.cli('miml_jax.tag', 'review', f'--model={model}', f'--output={again}',
+                        f'--weights={weights}', '--limit=4', f'--predictions={rows}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert again.read_text().count('"thumb":') == 4
+  other = conftest.cli('miml_jax.tag', 'review', f'--model={model}', f'--output={again}',
+                       f'--weights={weights}', f'--predictions={rows}', tmp_path / 'photos')
+  conftest.assert_user_error(other, 'not both')
   from selenium.webdriver.common.by import By
   browser = _browser()
   try:

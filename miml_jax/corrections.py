@@ -54,11 +54,12 @@ def read_csv(path: str, label_names) -> Corrections:
   return Corrections(labels, path)
 
 
-def from_xmp(folder: str, label_names, image_files) -> Corrections:
-  """The keywords of the images of `folder` (found by `image_files`) as 0/1 labels."""
+def from_xmp(folder: str, label_names) -> Corrections:
+  """The keywords of the images of `folder` (and its subfolders) as 0/1 labels."""
+  from miml_jax import images   # pylint: disable=g-import-not-at-top
   from miml_jax import keywords   # pylint: disable=g-import-not-at-top
   labels = {}
-  for image in image_files([folder]):
+  for image in images.image_files([folder]):
     sidecar = keywords.sidecar_path(image)
     found = keywords.read(sidecar if os.path.exists(sidecar) else image,
                           iptc=not os.path.exists(sidecar))

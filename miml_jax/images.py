@@ -1,4 +1,7 @@
-"""Image decoding for the extractor: any file Pillow reads becomes uint8 RGB at a fixed size."""
+"""Image decoding for the extractor: any file Pillow reads becomes uint8 RGB at a fixed size;
+and the image files of the folders a command is given."""
+
+import os
 
 import numpy as np
 from PIL import Image
@@ -57,3 +60,23 @@ def load_image(path, size: int = 224) -> np.ndarray:
   except (OSError, SyntaxError, ValueError) as e:
     # Pillow reports unreadable and truncated files as OSError (UnidentifiedImageError is one).
     raise UserError(f'{path}: cannot read image: {e}') from None
+
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
+
+
+def image_files(args) -> list[str]:
+  """Image files named on the command line, folders expanded (sorted, recursively)."""
+  out = []
+  for arg in args:
+    if os.path.isdir(arg):
+      found = sorted(os.path.join(d, f) for d, _, files in os.walk(arg) for f in files
+                     if f.lower().endswith(IMAGE_EXTENSIONS))
+      if not found:
+        raise UserError(f'{arg}: no images ({", ".join(IMAGE_EXTENSIONS)}) in this folder')
+      out += found
+    elif os.path.isfile(arg):
+      out.append(arg)
+    else:
+      raise UserError(f'{arg}: no such file or folder')
+  return out

@@ -67,40 +67,40 @@ def platt(decisions, Y, iterations: int = 100):
   neg = len(Y) - pos
   t = np.where(Y, (pos + 1) / (pos + 2), 1 / (neg + 2))
 
-  def loss(a, b):   # (q,) cross-entropy against the targets t
-    z = a * f + b
-    return (np.logaddexp(0, z) - t * z).sum(0)
-
   a, b = np.zeros(f.shape[1]), np.log((pos + 1) / (neg + 1))
-  current = loss(a, b)
-  # Columns are independent fits: each stops on its own (many splits' labels are one call, and
-  # a converged column would otherwise keep every other's line search going).
-  active = np.ones(f.shape[1], bool)
+  # Columns are independent fits, each iterated only while it is unfinished (many splits' labels
+  # are one call: a finished column must not keep the others' arrays, or line searches, large).
+  cols = np.arange(f.shape[1])
   for _ in range(iterations):
-    p = 1 / (1 + np.exp(-np.clip(a * f + b, -500, 500)))
-    r, w = p - t, p * (1 - p) + 1e-12
-    g_a, g_b = (r * f).sum(0), r.sum(0)
-    active &= np.abs(g_a) + np.abs(g_b) >= 1e-10 * len(f)
-    if not active.any():
+    if not cols.size:
       break
-    h_aa, h_ab, h_bb = (w * f * f).sum(0) + 1e-12, (w * f).sum(0), w.sum(0)
-    det = np.where(active, h_aa * h_bb - h_ab ** 2, 1.0)
-    step_a = np.where(active, -(h_bb * g_a - h_ab * g_b) / det, 0.0)
-    step_b = np.where(active, -(h_aa * g_b - h_ab * g_a) / det, 0.0)
-    # Halve each label's step until its loss decreases enough (Armijo).
-    size = np.ones_like(a)
-    slope = g_a * step_a + g_b * step_b
+    fc, tc, ac, bc = f[:, cols], t[:, cols], a[cols], b[cols]
+    z = ac * fc + bc
+    current = (np.logaddexp(0, z) - tc * z).sum(0)
+    p = 1 / (1 + np.exp(-np.clip(z, -500, 500)))
+    r, w = p - tc, p * (1 - p) + 1e-12
+    g_a, g_b = (r * fc).sum(0), r.sum(0)
+    h_aa, h_ab, h_bb = (w * fc * fc).sum(0) + 1e-12, (w * fc).sum(0), w.sum(0)
+    det = h_aa * h_bb - h_ab ** 2
+    step_a = -(h_bb * g_a - h_ab * g_b) / det
+    step_b = -(h_aa * g_b - h_ab * g_a) / det
+    slope = g_a * step_a + g_b * step_b   # minus the squared Newton decrement
+    # Finished: a gradient at rounding level, or a step that would gain nothing measurable.
+    going = (np.abs(g_a) + np.abs(g_b) >= 1e-10 * len(f)) & (-slope > 1e-13 * len(f))
+    # Halve each column's step until its loss decreases enough (Armijo).
+    size = np.ones_like(ac)
     for _ in range(40):
-      trial = loss(a + size * step_a, b + size * step_b)
+      za = (ac + size * step_a) * fc + (bc + size * step_b)
+      trial = (np.logaddexp(0, za) - tc * za).sum(0)
       ok = trial <= current + 1e-4 * size * slope
-      if ok[active].all():
+      if ok[going].all():
         break
       size = np.where(ok, size, size / 2)
-    ok = active & (trial <= current + 1e-4 * size * slope)
-    a, b = np.where(ok, a + size * step_a, a), np.where(ok, b + size * step_b, b)
-    current = np.where(ok, trial, current)
+    ok &= going
+    a[cols] = np.where(ok, ac + size * step_a, ac)
+    b[cols] = np.where(ok, bc + size * step_b, bc)
     # A column whose step no longer decreases its loss is at its optimum (to rounding).
-    active &= ok
+    cols = cols[ok]
   return a, b
 
 

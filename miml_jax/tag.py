@@ -39,6 +39,7 @@ from miml_jax import atomic
 from miml_jax import cli
 from miml_jax import corrections
 from miml_jax import datasets
+from miml_jax import images
 from miml_jax import input_flags
 from miml_jax import keywords
 from miml_jax import model_selection
@@ -114,26 +115,6 @@ flags.declare_key_flag('overwrite')
 flags.adopt_module_key_flags(input_flags)
 _WEIGHTS, _DATA_DIR, _CACHE_DIR = input_flags.WEIGHTS, input_flags.DATA_DIR, input_flags.CACHE_DIR
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
-
-
-def image_files(args) -> list[str]:
-  """Image files named on the command line, folders expanded (sorted, recursively)."""
-  out = []
-  for arg in args:
-    if os.path.isdir(arg):
-      found = sorted(os.path.join(d, f) for d, _, files in os.walk(arg) for f in files
-                     if f.lower().endswith(IMAGE_EXTENSIONS))
-      if not found:
-        raise UserError(f'{arg}: no images ({", ".join(IMAGE_EXTENSIONS)}) in this folder')
-      out += found
-    elif os.path.isfile(arg):
-      out.append(arg)
-    else:
-      raise UserError(f'{arg}: no such file or folder')
-  return out
-
-
 def render(paths, probabilities, tagger, fmt: str) -> str:
   names = tagger.label_names
   tagged = tagger.tags(probabilities)
@@ -208,7 +189,7 @@ def train(argv):
     if _CORRECTIONS.value:
       fixes = corrections.read_csv(_CORRECTIONS.value, dataset.label_names)
     elif _FROM_XMP.value:
-      fixes = corrections.from_xmp(_FROM_XMP.value, dataset.label_names, image_files)
+      fixes = corrections.from_xmp(_FROM_XMP.value, dataset.label_names)
     tagger = tagger_lib.train(dataset, _WEIGHTS.value, cache_dir=_CACHE_DIR.value,
                               image_size=image_size, augment=_AUGMENT.value, corrections=fixes,
                               **fit_kwargs)
@@ -245,7 +226,7 @@ def predict(argv):
       raise UserError('--keyword_prefix is for --write=xmp or --write=embed')
     keywords.check_prefix(prefix)
   tagger = tagger_lib.Tagger.load(_MODEL.value)
-  paths = image_files(argv[2:])
+  paths = images.image_files(argv[2:])
   from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
   params, info = weights_lib.load(_WEIGHTS.value)
   tagger.check_weights(info.checksum, _WEIGHTS.value)
@@ -324,7 +305,7 @@ def review_page(argv):
     paths, probabilities = predictions.read(_PREDICTIONS.value, prediction_identity(tagger, info),
                                             tagger.label_names)
   else:
-    paths = image_files(argv[2:])
+    paths = images.image_files(argv[2:])
   inputs = outputs.Inputs([_MODEL.value, *paths, *filter(None, [_PREDICTIONS.value])])
   # A page is remade at will, but only over a page of ours (its generator line says so).
   outputs.check_file(_OUTPUT.value, inputs, kind=review.FORMAT,
@@ -338,11 +319,11 @@ def review_page(argv):
         probabilities[indices] = p
         bar.update(len(indices))
   shown = review.uncertainty_order(probabilities, tagger.thresholds)[:_LIMIT.value]
-  images = [(os.path.abspath(paths[i]), review.thumbnail(paths[i]), probabilities[i])
-            for i in shown]
+  cards = [(os.path.abspath(paths[i]), review.thumbnail(paths[i]), probabilities[i])
+           for i in shown]
   title = (f'{os.path.basename(_MODEL.value)}: the {len(shown)} least certain of '
            f'{len(paths)} images')
-  atomic.write_text(_OUTPUT.value, review.page(images, tagger.label_names, tagger.thresholds,
+  atomic.write_text(_OUTPUT.value, review.page(cards, tagger.label_names, tagger.thresholds,
                                                title))
   print(f'{_OUTPUT.value}: {len(shown)} of {len(paths)} images, least certain first',
         file=sys.stderr)

@@ -12,6 +12,7 @@ import pytest
 from miml_jax import evaluation
 from miml_jax import metrics
 from miml_jax import model_selection
+from miml_jax import recipe
 from miml_jax import splits
 from miml_jax.errors import UserError
 from tests import conftest
@@ -120,7 +121,7 @@ def test_table1_from_a_feature_file_needs_no_images_or_weights(tmp_path):
   assert cached.name == 'tiny_w_flip.h5'
   table = json.loads((tmp_path / 'a' / 'table1_tiny.json').read_text())
   assert table['views'] == {'image_size': 224, 'augment': 'flip'}
-  assert table['recipe'] == {'steps': ['calibrate', 'mix'], 'Cs': list(
+  assert table['recipe'] == {'steps': list(recipe.DEFAULT_STEPS), 'Cs': list(
       model_selection.DEFAULT_CS), 'folds': 2}
   moved = tmp_path / 'elsewhere.h5'
   cached.rename(moved)

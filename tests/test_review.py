@@ -52,7 +52,6 @@ def test_corrections_csv_is_checked_and_applied(tmp_path):
 def test_keywords_edited_in_a_photo_tool_are_corrections(tmp_path):
   pytest.importorskip('exiv2')
   from miml_jax import keywords
-  from miml_jax.tag import image_files
   paths = conftest.write_images(tmp_path / 'photos', 3, np.random.default_rng(1))
   keywords.write(paths[0], ['a', 'b'])
   keywords.write(paths[1], ['b'])
@@ -62,7 +61,7 @@ def test_keywords_edited_in_a_photo_tool_are_corrections(tmp_path):
   subject = text[text.index('<dc:subject>'):text.index('</dc:subject>') + len('</dc:subject>')]
   with open(sidecar, 'w', encoding='utf-8') as f:
     f.write(text.replace(subject, ''))
-  found = corrections.from_xmp(str(tmp_path / 'photos'), LABELS, image_files)
+  found = corrections.from_xmp(str(tmp_path / 'photos'), LABELS)
   # The third image has no keywords: nobody looked at it.
   assert found.labels == {paths[0]: {'a': 1, 'b': 1}, paths[1]: {'a': 0, 'b': 0}}
 

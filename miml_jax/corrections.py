@@ -8,8 +8,9 @@ Later rows win over earlier ones.
 
 `from_xmp(folder, label_names)` reads the keywords of every image in a folder that has them (its
 `.xmp` sidecar, else its own XMP): a label is 1 where dc:subject names it, else 0, so keywords
-added or deleted in digiKam, darktable or Lightroom are corrections. Images with no keywords at
-all are left out (nobody looked at them).
+added or deleted in digiKam, darktable or Lightroom are corrections. Only photos whose label
+keywords differ from what `tag predict --write` put there are taken (one of its tags deleted, a
+label added, or labels of the user's own); the others hold the model's guesses, not corrections.
 """
 
 import csv
@@ -64,13 +65,16 @@ def from_xmp(folder: str, label_names) -> Corrections:
     found = keywords.read(sidecar if os.path.exists(sidecar) else image,
                           iptc=not os.path.exists(sidecar))
     subject = set(found.get(keywords.SUBJECT, [])) | set(found.get(keywords.IPTC_KEYWORDS, []))
-    # Our record without keywords left: the user deleted every tag we wrote, which says no.
-    if not subject and keywords.WRITTEN not in found and keywords.REJECTED not in found:
+    written = set(found.get(keywords.WRITTEN, []))
+    # Only photos someone changed: a label keyword we did not write, or one of ours deleted. A
+    # sidecar as `tag predict` left it holds the model's guesses, not corrections.
+    labelled = subject & set(label_names)
+    if labelled == written and keywords.REJECTED not in found:
       continue
     labels[image] = {n: int(n in subject) for n in label_names}
   if not labels:
-    raise UserError(f'{folder}: no image in it has keywords (sidecars from `tag predict '
-                    '--write=xmp`, edited in a photo tool)')
+    raise UserError(f'{folder}: no image in it has corrected keywords (sidecars from `tag '
+                    'predict --write=xmp`, edited in a photo tool)')
   return Corrections(labels, folder)
 
 
@@ -89,14 +93,14 @@ def apply(corrections: Corrections, image_names, Y, label_names):
       changed += int(np.sum(Y[i, columns] != values))
       Y[i, columns] = values
       continue
+    if not os.path.isfile(image):
+      raise UserError(f'{corrections.source}: {image}: no such image (neither in the training '
+                      'dataset nor a file)')
     missing = [n for n in label_names if n not in row]
     if missing:
       raise UserError(f'{corrections.source}: {image} is not an image of the training dataset, '
                       f'so it is added to it and needs every label; no value for '
                       f'{", ".join(missing)}')
-    if not os.path.isfile(image):
-      raise UserError(f'{corrections.source}: {image}: no such image (neither in the training '
-                      'dataset nor a file)')
     added.append(image)
     added_labels.append([row[n] for n in label_names])
   new = np.asarray(added_labels, Y.dtype).reshape(len(added), len(label_names))

@@ -95,12 +95,12 @@ def _set_iptc(iptc, values: list[str]) -> None:
 def merged(current: dict, tags, prefix: str | None = None) -> dict:
   """The fields after writing `tags`, from the fields `current` ({key: [items]}) of the file
   (module docstring): the user's items kept, ours replaced by `tags`, rejected ones left out."""
-  written = current.get(WRITTEN, [])
+  recorded = current.get(WRITTEN, [])
   subject = current.get(SUBJECT, [])
   # Ours that the user has since deleted: their correction, kept.
   rejected = list(dict.fromkeys(current.get(REJECTED, []) +
-                                [t for t in written if t not in subject]))
-  written = [t for t in written if t in subject]
+                                [t for t in recorded if t not in subject]))
+  written = [t for t in recorded if t in subject]
   forms = {HIERARCHICAL: lambda t: f'{prefix}|{t}' if prefix else t,
            DIGIKAM: lambda t: f'{prefix}/{t}' if prefix else t,
            SUBJECT: lambda t: t, IPTC_KEYWORDS: _iptc_safe}
@@ -110,7 +110,9 @@ def merged(current: dict, tags, prefix: str | None = None) -> dict:
   for key, form in forms.items():
     if key not in current and key in (DIGIKAM, IPTC_KEYWORDS):
       continue   # only where the file keeps them already (or embedding asks for IPTC)
-    ours = {form(t) for t in written}
+    # Every form of what we wrote, the deleted ones too: a tag the user removed from dc:subject
+    # goes from the hierarchical fields as well.
+    ours = {form(t) for t in recorded}
     kept = [v for v in current.get(key, []) if v not in ours]
     out[key] = kept + [form(t) for t in new if form(t) not in kept]
   return out

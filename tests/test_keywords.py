@@ -112,15 +112,17 @@ def test_the_users_keywords_and_fields_are_kept_and_only_ours_are_removed(tmp_pa
 
 def test_a_tag_the_user_deleted_is_not_written_again(tmp_path):
   image = _photo(tmp_path)
-  keywords.write(image, ['sea', 'sky'])
+  keywords.write(image, ['sea', 'sky'], prefix='miml')
   sidecar = image + '.xmp'
-  # The user deletes 'sky' in their photo tool (here: by editing the XMP text).
+  # The user deletes 'sky' in their photo tool (here: by editing the XMP text of dc:subject).
   text = open(sidecar, encoding='utf-8').read()
   subject = text[text.index('<dc:subject>'):text.index('</dc:subject>')]
   with open(sidecar, 'w', encoding='utf-8') as f:
     f.write(text.replace(subject, subject.replace('<rdf:li>sky</rdf:li>', '')))
-  keywords.write(image, ['sea', 'sky'])
+  keywords.write(image, ['sea', 'sky'], prefix='miml')
   assert _xml_items(sidecar, 'dc:subject')[0] == ['sea']
+  # Gone from the hierarchical keywords too, where other tools would still show it.
+  assert _xml_items(sidecar, 'lr:hierarchicalSubject')[0] == ['miml|sea']
   assert keywords.read(sidecar)[keywords.REJECTED] == ['sky']
 
 

@@ -52,17 +52,22 @@ def test_corrections_csv_is_checked_and_applied(tmp_path):
 def test_keywords_edited_in_a_photo_tool_are_corrections(tmp_path):
   pytest.importorskip('exiv2')
   from miml_jax import keywords
-  paths = conftest.write_images(tmp_path / 'photos', 3, np.random.default_rng(1))
-  keywords.write(paths[0], ['a', 'b'])
-  keywords.write(paths[1], ['b'])
-  # The user deletes b from the second image: every tag we wrote there is gone.
-  sidecar = paths[1] + '.xmp'
-  text = open(sidecar, encoding='utf-8').read()
-  subject = text[text.index('<dc:subject>'):text.index('</dc:subject>') + len('</dc:subject>')]
-  with open(sidecar, 'w', encoding='utf-8') as f:
-    f.write(text.replace(subject, ''))
+  paths = conftest.write_images(tmp_path / 'photos', 4, np.random.default_rng(1))
+  for path, tags in zip(paths, (['a'], ['b'], ['a'])):
+    keywords.write(path, tags)
+
+  def edit(path, old, new):   # as a photo tool would: the sidecar's dc:subject changed
+    sidecar = path + '.xmp'
+    text = open(sidecar, encoding='utf-8').read()
+    start, end = text.index('<dc:subject>'), text.index('</dc:subject>') + len('</dc:subject>')
+    with open(sidecar, 'w', encoding='utf-8') as f:
+      f.write(text[:start] + text[start:end].replace(old, new) + text[end:])
+
+  edit(paths[0], '<rdf:li>a</rdf:li>', '<rdf:li>a</rdf:li><rdf:li>b</rdf:li>')   # b added
+  edit(paths[1], '<rdf:li>b</rdf:li>', '')                                       # b deleted
   found = corrections.from_xmp(str(tmp_path / 'photos'), LABELS)
-  # The third image has no keywords: nobody looked at it.
+  # The third photo's sidecar is as predict wrote it (the model's guess), the fourth has none:
+  # neither is a correction.
   assert found.labels == {paths[0]: {'a': 1, 'b': 1}, paths[1]: {'a': 0, 'b': 0}}
 
 

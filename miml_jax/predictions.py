@@ -128,6 +128,17 @@ def _numbers(values):
   return out if np.all((out >= 0) & (out <= 1)) else None
 
 
+def _check_record(path: str, record: dict, hint: str = '') -> None:
+  """`UserError` unless the checked record beside `path` is `record` (its keys that differ named)."""
+  found = safefile.load_json(record_path(path), 'prediction record')
+  want = json.loads(json.dumps(record))
+  changed = sorted(k for k in set(found) | set(want)
+                   if k != safefile.KEY and found.get(k) != want.get(k))
+  if changed:
+    raise UserError(f'{path}: written by another model or weights ({", ".join(changed)} '
+                    f'differ){hint}')
+
+
 def read(path: str, identity: dict, label_names) -> tuple[list[str], np.ndarray]:
   """(images, probabilities (n, q)) of a prediction file written with `identity` (the same
   model and weights), for `tag review --predictions`."""
@@ -138,13 +149,7 @@ def read(path: str, identity: dict, label_names) -> tuple[list[str], np.ndarray]
   if not os.path.isfile(record_path(path)):
     raise UserError(f'{path}: not written by `tag predict --output` (no '
                     f'{os.path.basename(record_path(path))} beside it)')
-  found = safefile.load_json(record_path(path), 'prediction record')
-  want = json.loads(json.dumps({'format': FORMAT, 'kind': kind, **identity}))
-  changed = sorted(k for k in set(found) | set(want)
-                   if k != safefile.KEY and found.get(k) != want.get(k))
-  if changed:
-    raise UserError(f'{path}: written by another model or weights ({", ".join(changed)} '
-                    'differ)')
+  _check_record(path, {'format': FORMAT, 'kind': kind, **identity})
   rows = _read_rows(path, label_names, kind, cut=False)
   bad = [name for name, p in rows if p is None]
   if bad:
@@ -171,12 +176,7 @@ class PredictionFile:
         raise UserError(f'{self.path} exists and was not written by `tag predict` (no '
                         f'{os.path.basename(record_path(self.path))} beside it); give another '
                         '--output, or --overwrite to replace it')
-      found = safefile.load_json(record_path(self.path), 'prediction record')
-      found = {k: v for k, v in found.items() if k != safefile.KEY}
-      if found != json.loads(json.dumps(record)):
-        changed = sorted(k for k in set(found) | set(record) if found.get(k) != record.get(k))
-        raise UserError(f'{self.path}: written by another model or weights ({", ".join(changed)} '
-                        'differ); give another --output, or --overwrite to start over')
+      _check_record(self.path, record, '; give another --output, or --overwrite to start over')
       self.done = _done_images(self.path, self.label_names, self.kind)
     else:
       self.done = []

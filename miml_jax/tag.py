@@ -227,6 +227,11 @@ def predict(argv):
     keywords.check_prefix(prefix)
   tagger = tagger_lib.Tagger.load(_MODEL.value)
   paths = images.image_files(argv[2:])
+  if _OUTPUT.value:
+    # A folder, an input or an unwritable place is refused here; whose file it is, and whether
+    # it continues, `PredictionFile` decides.
+    outputs.check_file(_OUTPUT.value, outputs.Inputs([_MODEL.value, *paths]),
+                       kind=predictions.FORMAT, overwrite=True)
   from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
   params, info = weights_lib.load(_WEIGHTS.value)
   tagger.check_weights(info.checksum, _WEIGHTS.value)

@@ -120,3 +120,12 @@ def random_feature_file(path, n=60, q=3, seed=0, dataset='random'):
            'layout': json.dumps(layout.blocks), 'inputs_sha256': '1' * 64}
   return store.save_feature_file(store.FeatureFile(
       x, labels, tuple(f'{i}.jpg' for i in range(n)), tuple('abc'[:q]), attrs), path)
+
+
+def pytest_collection_modifyitems(items):
+  """Tests on the benchmark datasets or on the converted lpips weights are in the slow tier
+  (`pytest -m slow`) without saying so one by one: they read or convert hundreds of megabytes.
+  The others that are slow (whole commands in subprocesses, long solves) say `@pytest.mark.slow`."""
+  for item in items:
+    if {'datasets_dir', 'lpips_weights'} & set(getattr(item, 'fixturenames', ())):
+      item.add_marker(pytest.mark.slow)

@@ -7,6 +7,7 @@ import sys
 
 import h5py
 import numpy as np
+import pytest
 
 from miml_jax import datasets
 from miml_jax.features import store
@@ -23,6 +24,7 @@ def run(*args, cwd=conftest.REPO):
 random_feature_file = conftest.random_feature_file
 
 
+@pytest.mark.slow
 def test_solve_benchmark_times_both_tolerances_and_reaches_the_optimum(tmp_path):
   features = random_feature_file(tmp_path / 'random.h5')
   out = tmp_path / 'solve.json'
@@ -42,6 +44,7 @@ def test_solve_benchmark_times_both_tolerances_and_reaches_the_optimum(tmp_path)
   assert l1['jax_seconds'] == l1['l1_subproblems']['cd']['jax_seconds']
 
 
+@pytest.mark.slow
 def test_extract_benchmark_runs_compute_only_and_end_to_end(tmp_path):
   root = conftest.tiny_dataset(tmp_path, n=3)
   out = tmp_path / 'extract.json'
@@ -54,6 +57,7 @@ def test_extract_benchmark_runs_compute_only_and_end_to_end(tmp_path):
   assert result['end_to_end']['images'] == 2 and result['end_to_end']['images_per_s'] > 0
 
 
+@pytest.mark.slow
 def test_gpu_kit_packs_float16_features_and_images_that_the_experiments_read(tmp_path):
   root = conftest.tiny_dataset(tmp_path, n=4)
   kit = tmp_path / 'kit'
@@ -80,6 +84,7 @@ def test_gpu_kit_packs_float16_features_and_images_that_the_experiments_read(tmp
   assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow
 def test_scale_benchmark_times_each_size_in_its_own_process(tmp_path):
   out = tmp_path / 'scale.json'
   run('miml_jax.benchmarks.scale', '--sizes=60,120', '--dim=12', '--support=3', '--labels=3',

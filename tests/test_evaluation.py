@@ -18,6 +18,7 @@ from miml_jax.errors import UserError
 from tests import conftest
 
 
+@pytest.mark.slow
 def test_jax_and_liblinear_agree_on_every_metric():
   rng = np.random.default_rng(0)
   n, d, q = 150, 40, 4
@@ -56,6 +57,7 @@ def test_jax_and_liblinear_agree_on_every_metric():
   np.testing.assert_allclose(at_zero, 2.0 * masks.sum(1)[:, None] * np.log(2) * np.ones(q))
 
 
+@pytest.mark.slow
 def test_table1_of_our_solvers_does_not_import_scikit_learn():
   """scikit-learn takes about 2 s to import: a warm Table 1 run of our solvers does without."""
   code = ('import sys; from miml_jax.experiments import table1; '
@@ -72,6 +74,7 @@ def test_random_splits_are_reproducible_and_nested():
   assert not np.array_equal(a[0], a[1])
 
 
+@pytest.mark.slow
 def test_table1_command_end_to_end(tmp_path):
   root = conftest.tiny_dataset(tmp_path)
   other = shutil.copytree(root, tmp_path / 'tiny2')
@@ -108,6 +111,7 @@ def test_table1_command_end_to_end(tmp_path):
   assert one.returncode != 0 and 'takes one --dataset, got 2' in one.stderr
 
 
+@pytest.mark.slow
 def test_table1_from_a_feature_file_needs_no_images_or_weights(tmp_path):
   root = conftest.tiny_dataset(tmp_path)
   common = ['--splits=2', '--solvers=newton_l2,recipe', '--recipe_folds=2', '--n_jobs=1']
@@ -144,6 +148,7 @@ def test_table1_from_a_feature_file_needs_no_images_or_weights(tmp_path):
   assert both.returncode != 0 and 'dataset' in both.stderr and 'Traceback' not in both.stderr
 
 
+@pytest.mark.slow
 def test_figure3_command_end_to_end_and_resumes(tmp_path):
   root = conftest.tiny_dataset(tmp_path, n=15)
   command = [sys.executable, '-m', 'miml_jax.experiments.figure3', f'--dataset={root}',

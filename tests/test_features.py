@@ -177,6 +177,7 @@ def test_damaged_feature_files_are_refused(tmp_path, small_weights):
     store.read_feature_file(out)
 
 
+@pytest.mark.slow
 def test_cli_writes_file_and_reports_errors_without_traceback(tmp_path, small_weights):
   ds = make_dataset(tmp_path / 'ds', 2, np.random.default_rng(5))
   run = lambda *args: subprocess.run([sys.executable, '-m', 'miml_jax.features', *args],

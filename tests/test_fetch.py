@@ -171,6 +171,7 @@ def test_broken_archives_are_named(tmp_path):
   assert not (tmp_path / 'home' / 'scene').exists()
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path):
   result = subprocess.run([sys.executable, '-m', 'miml_jax.datasets', 'fetch', 'imagenet',
                            f'--data_dir={tmp_path}'], capture_output=True, text=True,

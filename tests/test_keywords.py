@@ -70,6 +70,7 @@ def _as_list(v):
   return [] if v is None else v if isinstance(v, list) else [v]
 
 
+@pytest.mark.slow
 def test_a_new_sidecar_holds_the_tags_and_the_image_is_untouched(tmp_path):
   image = _photo(tmp_path)
   before = open(image, 'rb').read()
@@ -89,6 +90,7 @@ def test_a_new_sidecar_holds_the_tags_and_the_image_is_untouched(tmp_path):
   assert not [n for n in os.listdir(tmp_path) if n.startswith('.')]   # no temporaries left
 
 
+@pytest.mark.slow
 def test_the_users_keywords_and_fields_are_kept_and_only_ours_are_removed(tmp_path):
   image = _photo(tmp_path)
   sidecar = image + '.xmp'
@@ -126,6 +128,7 @@ def test_a_tag_the_user_deleted_is_not_written_again(tmp_path):
   assert keywords.read(sidecar)[keywords.REJECTED] == ['sky']
 
 
+@pytest.mark.slow
 def test_embed_writes_xmp_and_iptc_and_keeps_the_pixels(tmp_path):
   image = _photo(tmp_path)
   pixels = np.asarray(Image.open(image))
@@ -159,6 +162,7 @@ def test_bad_sidecars_and_prefixes_are_named(tmp_path):
     keywords.write(str(tmp_path / 'gone.jpg'), ['sea'])
 
 
+@pytest.mark.slow
 def test_predict_writes_sidecars_and_names_the_ones_it_could_not(tmp_path, small_weights):
   from tests.test_predict_stream import LABELS, _tagger
   folder = tmp_path / 'photos'

@@ -52,6 +52,7 @@ def features_cli(root, weights, output, *extra):
              '--image_size=32', '--compilation_cache=', *extra)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('target', ['labels.csv', 'image', 'weights', 'dotdot', 'symlink',
                                     'hardlink'])
 def test_feature_output_never_lands_on_an_input(tiny, tmp_path, target):
@@ -71,6 +72,7 @@ def test_feature_output_never_lands_on_an_input(tiny, tmp_path, target):
   assert digests(root, weights) == before
 
 
+@pytest.mark.slow
 def test_a_strangers_file_is_kept_unless_overwrite(tiny, tmp_path):
   root, weights = tiny
   notes = tmp_path / 'notes.txt'
@@ -88,6 +90,7 @@ def test_a_strangers_file_is_kept_unless_overwrite(tiny, tmp_path):
   assert not [n for n in os.listdir(tmp_path) if n.endswith('.lock')]
 
 
+@pytest.mark.slow
 def test_tag_train_never_overwrites_its_inputs(tiny, tmp_path):
   root, weights = tiny
   cache = tmp_path / 'cache'
@@ -102,6 +105,7 @@ def test_tag_train_never_overwrites_its_inputs(tiny, tmp_path):
   assert digests(root, weights, cached) == before
 
 
+@pytest.mark.slow
 def test_convert_and_compare_never_overwrite_their_inputs(tmp_path):
   source = tmp_path / 'vgg16.h5'
   source.write_bytes(b'not really keras')
@@ -117,6 +121,7 @@ def test_convert_and_compare_never_overwrite_their_inputs(tmp_path):
   assert table.read_text() == '{"methods": {}}'
 
 
+@pytest.mark.slow
 def test_experiment_results_never_land_on_their_inputs(tmp_path):
   # A feature file that happens to carry the name of table1's own .npz result.
   os.makedirs(tmp_path / 'out')
@@ -129,6 +134,7 @@ def test_experiment_results_never_land_on_their_inputs(tmp_path):
       'table1_random.npz']
 
 
+@pytest.mark.slow
 def test_two_datasets_of_one_name_stop_before_any_work(tmp_path):
   a = conftest.random_feature_file(tmp_path / 'a.h5', n=30)
   b = conftest.random_feature_file(tmp_path / 'b.h5', n=30, seed=1)
@@ -138,6 +144,7 @@ def test_two_datasets_of_one_name_stop_before_any_work(tmp_path):
   assert not os.path.exists(tmp_path / 'out')
 
 
+@pytest.mark.slow
 def test_results_of_ours_are_rewritten_but_a_strangers_are_not(tmp_path):
   features = conftest.random_feature_file(tmp_path / 'f.h5', n=30)
   args = [f'--features={features}', f'--output_dir={tmp_path}/out', '--splits=1',
@@ -153,6 +160,7 @@ def test_results_of_ours_are_rewritten_but_a_strangers_are_not(tmp_path):
   assert (tmp_path / 'out' / 'table1_random.json').read_text() == '{"mine": true}\n'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', ['parent_is_a_file', 'output_is_a_folder',
                                   'output_dir_is_a_file'])
 def test_write_problems_are_found_before_the_work(tiny, tmp_path, case):
@@ -189,6 +197,7 @@ def _in_mount(mount, options: str, *command: str):
                         timeout=300)
 
 
+@pytest.mark.slow
 def test_read_only_folder_is_found_before_the_work(tiny, tmp_path):
   root, weights = tiny
   mount = tmp_path / 'mnt'
@@ -198,6 +207,7 @@ def test_read_only_folder_is_found_before_the_work(tiny, tmp_path):
     assert_user_error(result, str(output), 'Read-only file system')
 
 
+@pytest.mark.slow
 def test_a_full_disk_keeps_the_finished_parts(tmp_path):
   rng = np.random.default_rng(0)
   root = tmp_path / 'd'
@@ -218,6 +228,7 @@ def test_a_full_disk_keeps_the_finished_parts(tmp_path):
                     'a rerun resumes from them')
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_in_one_line_and_resumes(tmp_path):
   rng = np.random.default_rng(1)
   root = tmp_path / 'd'
@@ -257,6 +268,7 @@ def test_ctrl_c_ends_in_one_line_and_resumes(tmp_path):
   assert store.read_feature_file(out).features.shape == (30, 5888)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('module,args,message', [
     ('miml_jax.experiments.table1', ['--splits=0'], '--splits must be at least 1'),
     ('miml_jax.experiments.table1', ['--train_fraction=1.5'], '--train_fraction must lie'),

@@ -44,6 +44,7 @@ def _lines(path):
     return f.read().count(b'\n')
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_file(tmp_path, small_weights):
   folder = tmp_path / 'photos'
   conftest.write_images(folder, 200, np.random.default_rng(0))
@@ -77,6 +78,7 @@ def test_killed_run_resumes_to_the_same_file(tmp_path, small_weights):
   assert _lines(killed) == 201
 
 
+@pytest.mark.slow
 def test_sigterm_says_how_far_it_got(tmp_path, small_weights):
   folder = tmp_path / 'photos'
   conftest.write_images(folder, 120, np.random.default_rng(1))

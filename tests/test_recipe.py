@@ -138,6 +138,7 @@ def test_an_interrupted_run_resumes_from_its_finished_splits(tmp_path, monkeypat
   assert calls == [[0, 1, 2]]
 
 
+@pytest.mark.slow
 def test_table1_recipe_takes_over_the_newton_fits_with_the_same_results():
   """In one run with newton_l1 and newton_l2 the recipe's final fits are theirs (the same
   problems): the same decisions as solving them again, and the reuse is recorded."""

@@ -84,6 +84,7 @@ def _browser():
   return webdriver.Chrome(service=Service(driver), options=options)
 
 
+@pytest.mark.slow
 def test_review_page_click_exports_corrections_that_train_accepts(tmp_path):
   root = conftest.tiny_dataset(tmp_path)
   weights = tmp_path / 'w.safetensors'

@@ -89,6 +89,7 @@ def test_unreadable_images_are_named(tmp_path, name):
     images.load_image(path, 32)
 
 
+@pytest.mark.slow
 def test_large_image_memory_stays_bounded(tmp_path):
   """A 48-megapixel JPEG (144 MB decoded) is read at reduced scale: peak memory stays low."""
   path = str(tmp_path / 'large.jpg')
@@ -116,6 +117,7 @@ def dataset_with(root, rng, n=6, rows=None, extra_files=()):
   return str(root), names
 
 
+@pytest.mark.slow
 def test_the_whole_pipeline_on_awkward_images(tmp_path, small_weights):
   """Every converted kind, through the feature CLI and table1: works, finite features."""
   rng = np.random.default_rng(1)
@@ -132,6 +134,7 @@ def test_the_whole_pipeline_on_awkward_images(tmp_path, small_weights):
   assert data.image_names == tuple(names) and np.all(np.isfinite(data.features))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case,message', [
     ('truncated', 'truncated.jpg: cannot read image'),
     ('not_an_image', 'text.jpg: cannot read image'),
@@ -151,6 +154,7 @@ def test_feature_cli_names_the_bad_image(tmp_path, small_weights, case, message)
 
 
 # More labels.csv cases, in-process, are in test_datasets.py.
+@pytest.mark.slow
 @pytest.mark.parametrize('rows,message', [
     (['img0.jpg,1,0', 'missing.png,0,1'], "image 'missing.png' not found"),
     (['img0.jpg,1,yes'], "label 'b' is 'yes'"),
@@ -172,6 +176,7 @@ def test_unlisted_images_are_ignored_and_empty_labels_work(tmp_path):
   assert 'stray.png' not in data.image_names and len(data.image_names) == 4
 
 
+@pytest.mark.slow
 def test_label_without_positives_runs_through_table1(tmp_path, small_weights):
   rng = np.random.default_rng(5)
   paths = conftest.write_images(tmp_path / 'd' / 'images', 12, rng)
@@ -186,6 +191,7 @@ def test_label_without_positives_runs_through_table1(tmp_path, small_weights):
   assert 'nan' not in (tmp_path / 'o' / 'table1_d.json').read_text().lower()
 
 
+@pytest.mark.slow
 def test_missing_or_empty_dataset_folders(tmp_path):
   os.makedirs(tmp_path / 'empty' / 'images')
   for folder, message in ((tmp_path / 'empty', 'labels.csv: missing'),
@@ -229,6 +235,7 @@ def test_nan_in_a_feature_file_and_a_truncated_cache(tmp_path, small_weights):
   np.testing.assert_array_equal(store.read_feature_file(out).features, good)
 
 
+@pytest.mark.slow
 def test_bad_weights_files_through_the_cli(tmp_path, small_weights):
   root, _ = dataset_with(tmp_path / 'd', np.random.default_rng(7), n=2)
   data = open(small_weights, 'rb').read()
@@ -287,6 +294,7 @@ def _kill_when(proc, ready, delay, timeout=120.0):
   return killed
 
 
+@pytest.mark.slow
 def test_killed_extractions_resume_to_the_same_features(tmp_path, small_weights):
   """kill -9 while starting, between batches and while assembling, then let it finish: the
   same features as one uninterrupted run, and a file at the output is only ever a complete one.
@@ -323,6 +331,7 @@ def test_killed_extractions_resume_to_the_same_features(tmp_path, small_weights)
   assert not leftovers and not (tmp_path / 'killed.h5.parts').exists()
 
 
+@pytest.mark.slow
 def test_two_runs_on_the_same_cache(tmp_path, small_weights):
   rng = np.random.default_rng(9)
   root, _ = dataset_with(tmp_path / 'd', rng, n=12)

@@ -30,6 +30,7 @@ def test_compilation_cache_in_a_file_is_a_clear_error(tmp_path):
     runtime.enable_compilation_cache(str(tmp_path / 'file' / 'xla'))
 
 
+@pytest.mark.slow
 def test_partial_multi_host_flags_are_refused():
   with pytest.raises(UserError, match='together'):
     runtime.initialize_distributed('127.0.0.1:1234', None, None)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests import conftest
 
@@ -22,6 +23,7 @@ def run(tmp_path, name, devices, weights_path, paths, batch_size):
   return np.load(out)
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one(tmp_path, small_weights):
   paths = conftest.write_images(tmp_path / 'images', 7, np.random.default_rng(0))
   # The same per-device batch (one image): float32 convolutions round alike.
@@ -36,6 +38,7 @@ def test_eight_devices_match_one(tmp_path, small_weights):
   np.testing.assert_allclose(eight['features'], one['features'], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_several_processes_match_one(tmp_path):
   """3 processes joined by jax.distributed (as on several hosts) against 1, same script."""
   script = os.path.join(conftest.REPO, 'tests', 'multihost_run.py')

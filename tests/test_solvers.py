@@ -189,6 +189,36 @@ def test_l1_newton_keeps_its_working_set_when_rounding_stops_it():
     assert float(fit.objective[j]) <= ref * (1 + 1e-5)
 
 
+def test_l1_newton_batch_shrinks_to_the_problems_still_going():
+  """Problems that finish late go on in smaller batches (their splits x labels), those whose
+  support outgrew the set alone at a larger one; every problem still reaches liblinear's optimum
+  (some stop at float32's rounding before the tolerance, as in one batch)."""
+  rng = np.random.default_rng(21)
+  X, Y = cnn_like(rng, n=200, d=120, L=8)
+  masks = np.stack([rng.permutation(200) < 150 for _ in range(4)])
+  shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  C = np.geomspace(0.05, 5, 8)            # supports from a few weights to more than the set
+  batches = []
+  solve = prox_newton.solve
+
+  def recording(problem, *args, block, **kwargs):
+    batches.append((problem.num_splits, problem.num_labels, block))
+    return solve(problem, *args, block=block, **kwargs)
+
+  with jax.enable_x64(False), mock.patch.object(prox_newton, 'solve', recording):
+    fit = fit_logistic(X.astype(np.float32), Y, C=C, tol=1e-6, max_iter=5_000, train_mask=masks,
+                       shift=shift, scale=scale, newton_block=16)
+  assert batches[0] == (4, 8, 16)
+  assert any(s * L < 32 for s, L, block in batches if block == 16), batches   # shrank
+  assert any(block > 16 for _, _, block in batches), batches                   # grew
+  assert np.all(np.asarray(fit.n_iter) >= 1)
+  for s, mask in enumerate(masks):
+    Xs = (X[mask] - shift[s]) / scale[s]
+    for j in range(Y.shape[1]):
+      ref, _ = liblinear_objective(Xs, Y[mask, j], 'l1', C[j], tol=1e-8)
+      assert float(fit.objective[s, j]) <= ref * (1 + 1e-5), (s, j)
+
+
 def test_liblinear_wrapper_agrees_and_handles_one_class_labels():
   rng = np.random.default_rng(4)
   X, Y = cnn_like(rng)
@@ -345,6 +375,7 @@ def test_converged_means_the_optimum_on_badly_scaled_float32(method, penalty):
   np.testing.assert_array_equal(converged, np.asarray(fit.kkt) <= 1e-7)
 
 
+@pytest.mark.slow
 def test_the_solver_api_as_the_readme_shows_it():
   """A solver is a frozen dataclass; run(problem) gives (Params, SolverState), the same as
   fit_logistic's."""
@@ -395,13 +426,16 @@ def test_matrix_free_solvers_hold_little_beyond_the_data():
     X = rng.standard_normal((n, d)).astype(np.float32)
     problem = make_problem(X, (X[:, :L] > 0).astype(np.float32), np.ones((S, n), bool))
     data = X.nbytes
-    z, tol, iters = jnp.zeros((S, d + 1, L), np.float32), jnp.float32(1e-4), jnp.asarray(5)
+    state = prox_newton.start(problem, jnp.zeros((S, d + 1, L), np.float32))
+    tol, iters, compact = jnp.float32(1e-4), jnp.asarray(5), jnp.asarray(True)
 
     def temporaries(fn, *args, **static):
       return fn.lower(problem, *args, **static).compile().memory_analysis().temp_size_in_bytes
 
-    l1_free = temporaries(prox_newton.solve, z, tol, iters, block=256, subproblem='matrix_free')
-    l1_matrix = temporaries(prox_newton.solve, z, tol, iters, block=256, subproblem='cd')
+    l1_free = temporaries(prox_newton.solve, state, tol, iters, compact, block=256,
+                          subproblem='matrix_free')
+    l1_matrix = temporaries(prox_newton.solve, state, tol, iters, compact, block=256,
+                            subproblem='cd')
     l2_free = temporaries(newton_cg.solve, tol, max_iter=5)
     l2_matrix = temporaries(newton.solve, tol, max_iter=5)
   assert l1_free < 2 * data < l1_matrix

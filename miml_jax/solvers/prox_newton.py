@@ -30,10 +30,16 @@ it back: coordinates outside it violate optimality, and its support has nearly f
 (7/8) for `_CROWDED` iterations in a row, or it can make no more progress with a support that
 nearly fills the set, or with half the set or more and more of the violation outside the set
 than in it (few slots are left for the coordinates that would enter).
-`solve_growing` then solves again from where it stopped with a block twice as large (at C=1 the
-solutions keep 0.3–8% of the 5,889 weights). A problem stops when the 1-norm of the minimum-norm
-subgradient is below `tol` times its value at zero (liblinear's criterion for this problem), or
-when no step lowers F beyond rounding (then `converged` stays False).
+`solve_growing` then solves it again from where it stopped with a block twice as large (at C=1
+the solutions keep 0.3–8% of the 5,889 weights). A problem stops when the 1-norm of the
+minimum-norm subgradient is below `tol` times its value at zero (liblinear's criterion for this
+problem), or when no step lowers F beyond rounding (then `converged` stays False).
+
+Problems finish at different iterations (on Scene a median of 17, the last at 29), and a batch
+computes every problem's step until its last one stops. So the batch shrinks: once the problems
+still going fit in a quarter of it, their splits x labels go on alone from where they are, and
+only those that outgrew the set go on to a larger one (`solve_growing`; each batch shape compiles
+once, and JAX's compilation cache keeps it for the next run).
 """
 
 import dataclasses
@@ -131,7 +137,6 @@ class _State(NamedTuple):
   crowded: jax.Array   # (S, L) consecutive iterations the support filled the working set
   full: jax.Array      # (S, L) stopped because the support outgrew the working set
   kkt: jax.Array       # (S, L) minimum-norm subgradient's 1-norm, relative to its value at 0
-  it: jax.Array
 
 
 def _coordinate_descent(H, diag, g, z, sweeps):
@@ -298,11 +303,27 @@ def _outgrown(nnz, K, D, outside, inside, move, done, crowded, full):
   return crowded, full | (crowded >= _CROWDED) | stuck
 
 
+@jax.jit
+def start(problem: Problem, z0) -> _State:
+  """The `_State` of `solve` at z0 (S, D, L), a starting point in the scaled problem's weights."""
+  design = splits_design.make(problem.X, problem.shift, problem.scale, problem.intercept_scaling,
+                              problem.fit_intercept)
+  S, L = problem.num_splits, problem.num_labels
+  C = jnp.broadcast_to(problem.C, (L,))
+  xz = splits_design.margins(design, z0)
+  f = jnp.abs(z0).sum(axis=1) + C * loss_terms(xz, (2.0 * problem.Y - 1.0)[None],
+                                               problem.mask[..., None])
+  no, zero = jnp.zeros((S, L), bool), jnp.zeros((S, L), jnp.int32)
+  one = jnp.ones((S, L), problem.X.dtype)
+  return _State(z0, xz, f, z0, f, one, no, zero, no, no, zero, no, one)
+
+
 @functools.partial(jax.jit, static_argnames=('block', 'subproblem'))
-def solve(problem: Problem, z0, tol, max_iter, *, block, subproblem):
-  """Every problem of `problem` from z0 (S, D, L), the starting point in the scaled problem's
-  weights; max_iter: most iterations (traced: a second call compiles nothing new). Returns
-  ((Params in raw units, SolverState), final z, `full` (S, L))."""
+def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, subproblem):
+  """Every problem of `problem` on from state (`start`); max_iter: most iterations (traced: a
+  second call compiles nothing new). compact: also stop once the problems still going fit in
+  a quarter of the batch (`_fits_smaller`), to go on with those alone. Returns ((Params in raw units,
+  SolverState), the `_State` it stopped in)."""
   X, Y, mask, rows, valid = problem.X, problem.Y, problem.mask, problem.rows, problem.valid
   shift, scale, C = problem.shift, problem.scale, problem.C
   intercept_scaling, fit_intercept = problem.intercept_scaling, problem.fit_intercept
@@ -381,36 +402,104 @@ def solve(problem: Problem, z0, tol, max_iter, *, block, subproblem):
         n_iter=s.n_iter + (~done).astype(jnp.int32),
         converged=s.converged | converged,
         done=done | ~move | full, crowded=crowded, full=full,
-        kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, kkt)), it=s.it + 1)
+        kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, kkt)))
 
-  xz0 = splits_design.margins(design, z0)
-  no = jnp.zeros((S, L), bool)
-  kkt0 = jnp.maximum(optimality(jnp.zeros_like(z0), gradient(jnp.zeros_like(xz0)), 'l1'),
-                     jnp.finfo(dtype).tiny)
-  zero = jnp.zeros((S, L), jnp.int32)
-  f0 = total(z0, xz0)
-  one = jnp.ones((S, L), dtype)
-  state = _State(z0, xz0, f0, z0, f0, one, no, zero, no, no, zero, no, one,
-                 jnp.zeros((), jnp.int32))
-  s = jax.lax.while_loop(lambda s: (s.it < max_iter) & ~jnp.all(s.done), body, state)
+  kkt0 = jnp.maximum(optimality(jnp.zeros_like(state.z), gradient(jnp.zeros_like(state.xz)),
+                                'l1'), jnp.finfo(dtype).tiny)
+
+  def going(carry):
+    s, it = carry
+    return (it < max_iter) & ~jnp.all(s.done) & ~(compact & _fits_smaller(~s.done))
+
+  s, _ = jax.lax.while_loop(going, lambda c: (body(c[0]), c[1] + 1),
+                            (state, jnp.zeros((), jnp.int32)))
   # The last iterate's own stopping measure (the loop may end on its step).
   kkt = optimality(s.z, gradient(s.xz), 'l1') / kkt0
   converged = s.converged | (kkt <= tol)
   coef, intercept = splits_design.raw_weights(design, s.z, shift)
-  state = SolverState(s.n_iter, jnp.where(s.done, s.kkt, kkt), s.f, converged)
-  return (Params(coef, intercept), state), s.z, s.full
+  solver_state = SolverState(s.n_iter, jnp.where(s.done, s.kkt, kkt), s.f, converged)
+  return (Params(coef, intercept), solver_state), s
+
+
+def _fits_smaller(going):
+  """Whether the problems still going (S, L) fit in a quarter of the batch, as the sub-batch of
+  their splits x labels, each count rounded up to a power of two (`_subset`)."""
+  S, L = going.shape
+  rounded = lambda k, most: jnp.minimum(
+      jnp.left_shift(1, 32 - jax.lax.clz(jnp.maximum(k, 1).astype(jnp.int32) - 1)), most)
+  size = rounded(going.any(axis=1).sum(), S) * rounded(going.any(axis=0).sum(), L)
+  return 4 * size <= S * L
 
 
 def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem):
-  """`solve` from z (each device on its share of the splits, `sharding.map_splits`), again from
-  where it stopped with twice the block while a support outgrows it (each block size compiles
-  once). Returns (Params, SolverState)."""
-  n_iter = 0
+  """`solve` from z (each device on its share of the splits, `sharding.map_splits`), as a queue:
+  once the problems still going fit in a quarter of the batch they go on alone from where they
+  are (on Scene at C=1 a third of the batch's problem-iterations were needed, the rest was
+  finished problems carried along); then the problems whose support outgrew the block start
+  again from where they stopped with twice the block, alone too (most of Scene's outgrow 256
+  coordinates, two of 150 outgrow 512: solving all 150 again at 1,024 was 40% of the fit).
+  Returns (Params, SolverState)."""
+  # Splits spread over processes are not gathered for a subset: there every stage solves all.
+  compact = jax.process_count() == 1
+  S, L = problem.num_splits, problem.num_labels
+  run = lambda sub, state, left: sharding.map_splits(
+      solve, mesh, sub, state, shared=(tol, jnp.asarray(left, jnp.int32), compact),
+      block=block, subproblem=subproblem)
+  begin = lambda sub, z0: sharding.map_splits(start, mesh, sub, z0)
+  (params, result), state = run(problem, begin(problem, z), max_iter)
+  if not compact:
+    n_iter = state.n_iter
+    while (block < problem.dim and bool(jnp.any(state.full))
+           and int(jnp.max(n_iter)) < max_iter):
+      block *= 2
+      (params, result), state = run(problem, begin(problem, state.z),
+                                    max_iter - int(jnp.max(n_iter)))
+      n_iter = n_iter + state.n_iter
+    return params, result._replace(iter_num=n_iter)
+  before = np.zeros((S, L), np.int64)        # iterations at smaller blocks
   while True:
-    left = jnp.asarray(max_iter - int(jnp.max(n_iter)), jnp.int32)
-    (params, state), z, full = sharding.map_splits(
-        solve, mesh, problem, z, shared=(tol, left), block=block, subproblem=subproblem)
-    n_iter = n_iter + state.iter_num
-    if block >= problem.dim or not bool(jnp.any(full)) or int(jnp.max(n_iter)) >= max_iter:
-      return params, state._replace(iter_num=n_iter)
-    block *= 2
+    n_iter = before + np.asarray(state.n_iter)
+    done, full = np.asarray(state.done), np.asarray(state.full)
+    if int(n_iter.max()) >= max_iter:
+      break
+    if (~done).any():
+      pick, fresh = ~done, False               # go on at this block
+    elif full.any() and block < problem.dim:
+      pick, fresh = full, True                 # again from where they stopped, twice the block
+      block *= 2
+    else:
+      break
+    real_rows, real_cols = np.flatnonzero(pick.any(axis=1)), np.flatnonzero(pick.any(axis=0))
+    rows, cols = _subset(real_rows, S, mesh), _subset(real_cols, L, None)
+    sub = sharding.place(problem.map_splits(lambda a: np.asarray(a)[rows]).replace(
+        Y=problem.Y[:, cols], C=problem.C[cols]), mesh, len(rows))
+    on_sub = lambda a: sharding.shard_leading(np.asarray(a)[rows][..., cols], mesh)
+    if fresh:
+      before = np.where(pick, n_iter, before)
+    sub_start = begin(sub, on_sub(state.z)) if fresh else jax.tree.map(on_sub, state)
+    (sub_params, sub_result), sub_state = run(sub, sub_start, max_iter - int(n_iter[pick].max()))
+    # The picked problems take the new results (the padding repeats a split or label).
+    take = pick[np.ix_(rows, cols)]
+    take[len(real_rows):] = take[:, len(real_cols):] = False
+    merge = lambda old, new: _merged(old, new, rows, cols, take)
+    params = jax.tree.map(merge, params, sub_params)
+    result = jax.tree.map(merge, result, sub_result)
+    state = jax.tree.map(merge, state, sub_state)
+  return params, result._replace(iter_num=jnp.asarray(before + np.asarray(state.n_iter)))
+
+
+def _subset(index, total, mesh):
+  """index padded (with its first entry, work to throw away) to a power of two, at most total,
+  and to a multiple of the mesh's size: few shapes to compile for the re-solves."""
+  size = min(1 << (len(index) - 1).bit_length(), total)
+  size = sharding.padded(size, mesh)
+  return np.concatenate([index, np.repeat(index[:1], size - len(index))])
+
+
+def _merged(old, new, rows, cols, take):
+  """old (S, ..., L) with new's entries (at rows x cols of old, split axis first and label axis
+  last) where take (rows x cols) holds."""
+  old = np.array(old)
+  r, c = np.nonzero(take)
+  old[rows[r], ..., cols[c]] = np.asarray(new)[r, ..., c]
+  return jnp.asarray(old)

@@ -492,8 +492,7 @@ def _subset(index, total, mesh):
   """index padded (with its first entry, work to throw away) to a power of two, at most total,
   and to a multiple of the mesh's size: few shapes to compile for the re-solves."""
   size = min(1 << (len(index) - 1).bit_length(), total)
-  size = sharding.padded(size, mesh)
-  return np.concatenate([index, np.repeat(index[:1], size - len(index))])
+  return sharding.pad_leading(index, sharding.padded(size, mesh))
 
 
 def _merged(old, new, rows, cols, take):

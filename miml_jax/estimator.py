@@ -78,6 +78,10 @@ class MultiLabelLogisticRegression(ClassifierMixin, BaseEstimator):
   tol : float, default=1e-4
       Relative tolerance of the solver's optimality measure.
   max_iter : int, default=10000
+  warm_start : bool, default=False
+      As scikit-learn's: a new `fit` starts from the last one's `coef_` and `intercept_`
+      (same features and labels) instead of zero, e.g. along a path of C. The tolerance means
+      the same from any start (it is relative to the optimality measure at zero).
 
   Attributes
   ----------
@@ -98,7 +102,8 @@ class MultiLabelLogisticRegression(ClassifierMixin, BaseEstimator):
   """
 
   def __init__(self, penalty='l1', C=1.0, solver='newton', scaling='standardize',
-               fit_intercept=True, intercept_scaling=1.0, tol=1e-4, max_iter=10_000):
+               fit_intercept=True, intercept_scaling=1.0, tol=1e-4, max_iter=10_000,
+               warm_start=False):
     self.penalty = penalty
     self.solver = solver
     self.C = C
@@ -107,6 +112,7 @@ class MultiLabelLogisticRegression(ClassifierMixin, BaseEstimator):
     self.intercept_scaling = intercept_scaling
     self.tol = tol
     self.max_iter = max_iter
+    self.warm_start = warm_start
 
   def __sklearn_tags__(self):
     tags = super().__sklearn_tags__()
@@ -154,19 +160,24 @@ class MultiLabelLogisticRegression(ClassifierMixin, BaseEstimator):
     self._target = 'multiclass'
     return label_binarize(y, classes=self.classes_).astype(np.float64)
 
-  def _fit_labels(self, X, Y, C):
-    """Solves every label of Y at once (shapes padded); returns the fit for the real labels."""
+  def _fit_labels(self, X, Y, C, init=None):
+    """Solves every label of Y at once (shapes padded), from init (coef (L, d), intercept (L,))
+    if given; returns the fit for the real labels."""
     n, d = X.shape
     L = Y.shape[1]
     Xp, Yp, mask = _pad(X, Y)
     C = np.broadcast_to(np.asarray(C, np.float64), (L,))
     Cp = np.concatenate([C, np.ones(Yp.shape[1] - L)])
     shift, scale = scaling.fit_scaling(Xp, mask, self.scaling)
+    if init is not None:
+      coef, intercept = np.zeros((1, Xp.shape[1], Yp.shape[1])), np.zeros((1, Yp.shape[1]))
+      coef[0, :d, :L], intercept[0, :L] = init[0].T, init[1]
+      init = (coef, intercept)
     fit = fit_logistic(Xp, Yp, penalty=self.penalty, C=Cp, method=self.solver,
                        fit_intercept=self.fit_intercept,
                        intercept_scaling=self.intercept_scaling, tol=self.tol,
                        max_iter=int(self.max_iter), train_mask=mask, shift=shift,
-                       scale=scale)
+                       scale=scale, init=init)
     coef = np.asarray(fit.coef[0], np.float64)[:d, :L]
     return (coef.T, np.asarray(fit.intercept[0], np.float64)[:L],
             np.asarray(fit.n_iter[0])[:L], np.asarray(fit.converged[0])[:L],
@@ -180,8 +191,14 @@ class MultiLabelLogisticRegression(ClassifierMixin, BaseEstimator):
     C = self.C
     if np.ndim(C) and len(np.ravel(C)) != Y.shape[1]:
       raise ValueError(f'C has {len(np.ravel(C))} values for {Y.shape[1]} labels')
+    init = None
+    if self.warm_start and getattr(self, 'coef_', None) is not None:
+      if self.coef_.shape != (Y.shape[1], X.shape[1]):
+        raise ValueError(f'warm_start: the last fit had coef_ of shape {self.coef_.shape}; '
+                         f'this one needs {(Y.shape[1], X.shape[1])}')
+      init = (self.coef_, self.intercept_)
     (self.coef_, self.intercept_, self.n_iter_, self.converged_,
-     self.objective_) = self._fit_labels(X, Y, C)
+     self.objective_) = self._fit_labels(X, Y, C, init)
     self._warn_unconverged()
     return self
 

@@ -125,7 +125,12 @@ def random_feature_file(path, n=60, q=3, seed=0, dataset='random'):
 def pytest_collection_modifyitems(items):
   """Tests on the benchmark datasets or on the converted lpips weights are in the slow tier
   (`pytest -m slow`) without saying so one by one: they read or convert hundreds of megabytes.
-  The others that are slow (whole commands in subprocesses, long solves) say `@pytest.mark.slow`."""
+  So are scikit-learn's conformance checks of the cross-validating estimator (each check fits
+  a grid x folds: 5-25 s each, 40 of them; the plain estimator's stay fast). The others that are
+  slow (whole commands in subprocesses, long solves) say `@pytest.mark.slow`."""
   for item in items:
     if {'datasets_dir', 'lpips_weights'} & set(getattr(item, 'fixturenames', ())):
+      item.add_marker(pytest.mark.slow)
+    elif (item.originalname == 'test_scikit_learn_conformance'
+          and 'MultiLabelLogisticRegressionCV' in item.name):
       item.add_marker(pytest.mark.slow)

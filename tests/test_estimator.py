@@ -35,6 +35,22 @@ def test_scikit_learn_conformance(estimator, check):
     check(estimator)
 
 
+def test_warm_start_follows_a_path_of_C_to_the_same_optima():
+  X, Y = cnn_like(np.random.default_rng(5), n=120, d=30)
+  clf = MultiLabelLogisticRegression(warm_start=True)
+  warm_iterations = cold_iterations = 0
+  for C in (0.1, 0.3, 1.0):
+    clf.set_params(C=C).fit(X, Y)
+    cold = MultiLabelLogisticRegression(C=C).fit(X, Y)
+    np.testing.assert_allclose(clf.objective_, cold.objective_, rtol=1e-6)
+    if C > 0.1:   # started from the last C's weights
+      warm_iterations += clf.n_iter_.sum()
+      cold_iterations += cold.n_iter_.sum()
+  assert warm_iterations < cold_iterations
+  with pytest.raises(ValueError, match=r'warm_start: the last fit had coef_ of shape \(3, 30\)'):
+    clf.fit(X[:, :20], Y)
+
+
 def test_multi_label_api():
   rng = np.random.default_rng(9)
   X, Y = cnn_like(rng)
@@ -58,6 +74,7 @@ def test_multi_label_api():
     clf.decision_function(X[:, :5])
 
 
+@pytest.mark.slow
 def test_the_same_optimum_as_liblinear_through_the_estimator():
   """Padding shapes changes nothing: the estimator's weights are liblinear's
   (scaling 'none', raw features)."""
@@ -77,6 +94,7 @@ def test_the_same_optimum_as_liblinear_through_the_estimator():
                                atol=1e-3)
 
 
+@pytest.mark.slow
 def test_binary_and_multiclass_targets():
   rng = np.random.default_rng(1)
   X = rng.standard_normal((60, 4))
@@ -102,6 +120,7 @@ def test_convergence_warning():
     MultiLabelLogisticRegression(max_iter=1).fit(X, Y)
 
 
+@pytest.mark.slow
 def test_cross_val_predict_grid_search_and_cv():
   X, Y = cnn_like(np.random.default_rng(3), n=90, d=30)
   proba = cross_val_predict(MultiLabelLogisticRegression(), X, Y, cv=3, method='predict_proba')
@@ -140,6 +159,7 @@ class _Fixed(ClassifierMixin, BaseEstimator):
     return self._scores[np.asarray(X)]
 
 
+@pytest.mark.slow
 def test_a_pipeline_from_images_is_a_tagger(tmp_path):
   from miml_jax import VGG16Features
   root = conftest.tiny_dataset(tmp_path, n=12)

@@ -194,6 +194,7 @@ def test_cli_writes_file_and_reports_errors_without_traceback(tmp_path, small_we
   assert bad.returncode == 1 and 'none.safetensors: no such VGG16 weights file' in bad.stderr
 
 
+@pytest.mark.slow
 def test_views_match_numpy_reference(small_weights):
   """flip: the mean of the image's and its mirror's features; several sizes: the mean of each
   size's features; checked against the plain numpy forward pass."""
@@ -229,6 +230,7 @@ def test_views_match_numpy_reference(small_weights):
       features.extract_features(raw, small_weights, **{'image_size': 32, **bad})
 
 
+@pytest.mark.slow
 def test_feature_file_records_views_and_caches_each_apart(tmp_path, small_weights):
   ds = make_dataset(tmp_path / 'ds', 3, np.random.default_rng(4))
   plain = store.cache_path(ds, small_weights, tmp_path, image_size=32)

@@ -49,6 +49,7 @@ def test_no_steps_is_the_papers_l1():
   np.testing.assert_allclose(ours.decisions, paper.decisions, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('steps', [recipe.STEPS, ('calibrate',)])
 def test_choices_never_see_the_test_rows(steps):
   """Changing the test rows' labels changes nothing; changing a training label does."""
@@ -67,6 +68,7 @@ def test_choices_never_see_the_test_rows(steps):
                             base.decisions)
 
 
+@pytest.mark.slow
 def test_fitted_recipe_reports_its_choices():
   X, Y = _problem(seed=4)
   fitted = recipe.fit_recipe(X, Y, steps=recipe.STEPS, Cs=(0.1, 1.0), folds=3)
@@ -94,6 +96,7 @@ def test_fitted_recipe_reports_its_choices():
     recipe.fit_recipe(X, Y, steps=('cv_c', 'bagging'))
 
 
+@pytest.mark.slow
 def test_splits_batched_are_the_recipes_of_each_split():
   """fit_recipes over several masks: each split's recipe as fitted on its training rows alone
   (the same folds, choices and final fits), to the solvers' tolerance."""
@@ -110,6 +113,7 @@ def test_splits_batched_are_the_recipes_of_each_split():
                                atol=1e-3 * np.abs(want).max())
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_from_its_finished_splits(tmp_path, monkeypatch):
   X, Y = _problem(seed=5)
   masks = splits.random_splits(len(X), 3, 2 / 3, seed=0)
@@ -155,6 +159,7 @@ def test_table1_recipe_takes_over_the_newton_fits_with_the_same_results():
                                                                         'newton_l2']
 
 
+@pytest.mark.slow
 def test_shrink_pulls_each_calibration_toward_the_identity():
   """'shrink' moves each label's Platt (a, b) toward (1, 0) by n+ / (n+ + SHRINK_POSITIVES): a
   label with few positives keeps the model's own log-odds, one with many its calibration."""

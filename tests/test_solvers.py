@@ -60,6 +60,7 @@ def matrix_free_from(rows):
     yield
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('penalty,method,sub', [
     ('l1', 'auto', 'cd'), ('l1', 'auto', 'fista'), ('l1', 'auto', 'matrix_free'),
     ('l1', 'fista', None), ('l2', 'auto', None), ('l2', 'auto', 'matrix_free'),
@@ -117,6 +118,7 @@ def test_scaled_problem_matches_liblinear_on_scaled_features(kind):
                                    clf.decision_function(Xs)).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('penalty', ['l1', 'l2'])
 @pytest.mark.parametrize('matrix_free', [False, True])
 def test_batched_over_splits_equals_separate_calls(penalty, matrix_free):
@@ -135,6 +137,51 @@ def test_batched_over_splits_equals_separate_calls(penalty, matrix_free):
     np.testing.assert_allclose(batched.coef[s], alone.coef, atol=1e-5 * np.abs(alone.coef).max())
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('penalty,method,matrix_free', [
+    ('l1', 'newton', False), ('l1', 'newton', True), ('l2', 'newton', False),
+    ('l2', 'newton', True), ('l1', 'fista', False), ('l2', 'fista', False)])
+def test_a_warm_start_reaches_liblinears_optimum_in_fewer_iterations(penalty, method,
+                                                                     matrix_free):
+  # Cross-validation's use: each fold starts from the fit on its whole split.
+  rng = np.random.default_rng(4)
+  X, Y = cnn_like(rng, n=150)
+  whole = np.ones((1, 150), bool)
+  folds = np.stack([rng.permutation(150) < 100 for _ in range(3)])
+  shift, scale = scaling.fit_scaling(X, np.concatenate([whole, folds]), 'standardize')
+  kw = dict(penalty=penalty, tol=1e-8, max_iter=20_000, method=method)
+  with matrix_free_from(1 if matrix_free else None):
+    full = fit_logistic(X, Y, train_mask=whole, shift=shift[:1], scale=scale[:1], **kw)
+    cold = fit_logistic(X, Y, train_mask=folds, shift=shift[1:], scale=scale[1:], **kw)
+    warm = fit_logistic(X, Y, train_mask=folds, shift=shift[1:], scale=scale[1:], **kw,
+                        init=(np.repeat(full.coef, 3, 0), np.repeat(full.intercept, 3, 0)))
+  assert np.all(warm.converged)
+  if method == 'newton':   # FISTA's iterations hardly depend on the start: its rate does not
+    assert np.sum(warm.n_iter) < np.sum(cold.n_iter)
+  for s in range(3):
+    Xs = (X[folds[s]] - shift[1 + s]) / scale[1 + s]
+    for j in range(Y.shape[1]):
+      reference, _ = liblinear_objective(Xs, Y[folds[s], j], penalty, 1.0)
+      assert warm.objective[s, j] <= reference * (1 + 1e-6)
+  # From the optimum itself (raw units in, raw units out) a problem is solved at once.
+  again = fit_logistic(X, Y, train_mask=folds, shift=shift[1:], scale=scale[1:], **kw,
+                       init=(warm.coef, warm.intercept))
+  np.testing.assert_allclose(again.objective, warm.objective, rtol=1e-9)
+  assert np.all(again.n_iter <= (fista._CHECK_EVERY if method == 'fista' else 1))
+
+
+def test_a_warm_start_of_the_wrong_shape_is_named():
+  X, Y = cnn_like(np.random.default_rng(0), n=40, d=8, L=2)
+  with pytest.raises(UserError, match=r'init must be coef, intercept of shapes \(8, 2\) and '
+                     r'\(2,\); got \(9, 2\) and \(2,\)'):
+    fit_logistic(X, Y, init=(np.zeros((9, 2)), np.zeros(2)))
+  with pytest.raises(UserError, match='init holds NaN'):
+    fit_logistic(X, Y, init=(np.full((8, 2), np.nan), np.zeros(2)))
+  with pytest.raises(UserError, match='init must be a pair'):
+    fit_logistic(X, Y, init=np.zeros((8, 2)))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize('sub', ['cd', 'fista'])
 def test_l1_newton_grows_its_working_set_to_the_support(sub):
   """A working set far smaller than the supports: solved again with larger ones, same optimum."""
@@ -149,6 +196,7 @@ def test_l1_newton_grows_its_working_set_to_the_support(sub):
     assert float(fit.objective[j]) <= ref * (1 + 1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sub', ['cd', 'fista'])
 def test_l1_newton_does_not_stop_on_a_working_set_just_too_small(sub):
   """A support a little larger than the set, in float32: progress stalls with a few slots left
@@ -164,6 +212,7 @@ def test_l1_newton_does_not_stop_on_a_working_set_just_too_small(sub):
   assert float(fit.objective[0]) <= ref * (1 + 1e-6)
 
 
+@pytest.mark.slow
 def test_l1_newton_keeps_its_working_set_when_rounding_stops_it():
   """Asked for more than float32 can give, every problem stops at the limit of rounding: with
   all of the remaining violation inside the set, growing it cannot help and must not happen (it
@@ -189,6 +238,7 @@ def test_l1_newton_keeps_its_working_set_when_rounding_stops_it():
     assert float(fit.objective[j]) <= ref * (1 + 1e-5)
 
 
+@pytest.mark.slow
 def test_l1_newton_batch_shrinks_to_the_problems_still_going():
   """Problems that finish late go on in smaller batches (their splits x labels), those whose
   support outgrew the set alone at a larger one; every problem still reaches liblinear's optimum
@@ -219,6 +269,35 @@ def test_l1_newton_batch_shrinks_to_the_problems_still_going():
       assert float(fit.objective[s, j]) <= ref * (1 + 1e-5), (s, j)
 
 
+def test_l2_newton_batch_shrinks_to_the_problems_still_going():
+  """Problems that need more iterations go on in a smaller batch (their splits x labels) from
+  where they are; every problem still reaches liblinear's optimum."""
+  rng = np.random.default_rng(22)
+  X, Y = cnn_like(rng, n=120, d=40, L=8)
+  masks = np.stack([rng.permutation(120) < 90 for _ in range(4)])
+  shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  C = np.geomspace(0.01, 100, 8)           # from a few iterations to many
+  batches = []
+  solve = newton.solve
+
+  def recording(problem, *args, **kwargs):
+    batches.append((problem.num_splits, problem.num_labels))
+    return solve(problem, *args, **kwargs)
+
+  with mock.patch.object(newton, 'solve', recording):
+    fit = fit_logistic(X, Y, penalty='l2', C=C, tol=1e-8, max_iter=5_000, train_mask=masks,
+                       shift=shift, scale=scale)
+  assert batches[0] == (4, 8)
+  assert len(batches) > 1 and all(s * L <= 8 for s, L in batches[1:]), batches
+  assert np.all(fit.converged)
+  for s, mask in enumerate(masks):
+    Xs = (X[mask] - shift[s]) / scale[s]
+    for j in range(Y.shape[1]):
+      ref, _ = liblinear_objective(Xs, Y[mask, j], 'l2', C[j])
+      assert float(fit.objective[s, j]) <= ref * (1 + 1e-7), (s, j)
+
+
+@pytest.mark.slow
 def test_liblinear_wrapper_agrees_and_handles_one_class_labels():
   rng = np.random.default_rng(4)
   X, Y = cnn_like(rng)
@@ -354,6 +433,7 @@ def test_the_liblinear_reference_is_l1_when_asked():
   assert np.mean(np.asarray(l2.coef) == 0) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('method', ['newton', 'fista'])
 @pytest.mark.parametrize('penalty', ['l1', 'l2'])
 def test_converged_means_the_optimum_on_badly_scaled_float32(method, penalty):
@@ -416,6 +496,7 @@ def test_a_problem_solved_at_zero_says_converged(method):
   assert np.all(np.asarray(fit.coef) == 0)
 
 
+@pytest.mark.slow
 def test_matrix_free_solvers_hold_little_beyond_the_data():
   """From MATRIX_FREE_ROWS rows the Newton solvers' working memory (XLA's temporaries) stays
   near the data: no (m, m) system for L2, no gathered (S, L, K, m) columns or (K, K) Hessians
@@ -436,8 +517,9 @@ def test_matrix_free_solvers_hold_little_beyond_the_data():
                           subproblem='matrix_free')
     l1_matrix = temporaries(prox_newton.solve, state, tol, iters, compact, block=256,
                             subproblem='cd')
-    l2_free = temporaries(newton_cg.solve, tol, max_iter=5)
-    l2_matrix = temporaries(newton.solve, tol, max_iter=5)
+    z0 = jnp.zeros((S, d + 1, L), np.float32)
+    l2_free = temporaries(newton_cg.solve, z0, tol, max_iter=5)
+    l2_matrix = temporaries(newton.solve, newton.start(problem, z0), tol, iters, compact)
   assert l1_free < 2 * data < l1_matrix
   assert l2_free < 2 * data < l2_matrix
 

@@ -120,6 +120,7 @@ def test_tampered_truncated_and_foreign_model_files(tmp_path):
     Tagger.load(tmp_path / 'w.safetensors')
 
 
+@pytest.mark.slow
 def test_c_grid_is_one_call_and_matches_separate_fits():
   rng = np.random.default_rng(2)
   X = np.maximum(rng.standard_normal((80, 30)) + 0.5, 0)

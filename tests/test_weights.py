@@ -69,6 +69,7 @@ def test_keras_conv_only_matches_numpy(tmp_path, style, wrap):
   assert got.shape == (3, 5888)
 
 
+@pytest.mark.slow
 def test_keras_with_fc_matches_numpy_at_224(tmp_path):
   rng = np.random.default_rng(2)
   params = reference.random_params(rng, num_fc=2)
@@ -103,6 +104,7 @@ def _torch_vgg16(torch):
   return model.eval()
 
 
+@pytest.mark.slow
 def test_torchvision_pth_matches_torch(tmp_path):
   torch = pytest.importorskip('torch')
   torch.manual_seed(0)

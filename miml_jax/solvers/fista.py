@@ -44,6 +44,7 @@ from miml_jax.solvers.objective import penalty_value as _penalty
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
+from miml_jax.solvers.problem import zero_weights
 
 # Bisection/Newton steps of the metric prox's scalar root: bisection alone halves the bracket
 # each step, so 100 reach float64's resolution from any bracket; Newton usually ends it in 2-3.
@@ -75,12 +76,14 @@ class FISTA:
   newton_every: int | None = None
   newton_block: int = 256
 
-  def run(self, problem: Problem, mesh=None) -> tuple[Params, SolverState]:
+  def run(self, problem: Problem, mesh=None, init=None) -> tuple[Params, SolverState]:
+    """init: (S, D, L) the scaled weights to start from (`problem.scaled_weights`; None: 0)."""
     every = self.newton_every
     if every is None:
       every = 10 if self.penalty == 'l1' else 0
     tol = jnp.asarray(self.tol, problem.X.dtype)
-    return sharding.map_splits(solve, mesh, problem, shared=(tol,), penalty=self.penalty,
+    z0 = zero_weights(problem, mesh) if init is None else init
+    return sharding.map_splits(solve, mesh, problem, z0, shared=(tol,), penalty=self.penalty,
                                max_iter=self.max_iter, newton_every=every,
                                newton_block=self.newton_block)
 
@@ -211,8 +214,9 @@ class _State(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=('penalty', 'max_iter', 'newton_every',
                                              'newton_block'))
-def solve(problem: Problem, tol, *, penalty, max_iter, newton_every, newton_block):
-  """FISTA on every problem of `problem` to relative tolerance `tol`; weights in raw units."""
+def solve(problem: Problem, z0, tol, *, penalty, max_iter, newton_every, newton_block):
+  """FISTA on every problem of `problem` from z0 (S, D, L) to relative tolerance `tol` (of the
+  measure at 0, wherever it starts); weights in raw units."""
   X, Y, mask, shift, scale, C = (problem.X, problem.Y, problem.mask, problem.shift,
                                  problem.scale, problem.C)
   intercept_scaling, fit_intercept = problem.intercept_scaling, problem.fit_intercept
@@ -244,10 +248,12 @@ def solve(problem: Problem, tol, *, penalty, max_iter, newton_every, newton_bloc
     v = z - _metric_solve(gradient(xz), d, u) / kappa
     return _metric_prox(v, d, u, kappa, penalty, a)
 
-  z0 = jnp.zeros((S, D, L), dtype)
-  xz0 = jnp.zeros((S, n, L), dtype)
+  zeros = jnp.zeros((S, D, L), dtype)
+  kkt0 = jnp.maximum(optimality(zeros, gradient(jnp.zeros((S, n, L), dtype)), penalty),
+                     jnp.finfo(dtype).tiny)
+  z0 = z0.astype(dtype)
+  xz0 = margins(z0)
   _, a0 = step(z0, xz0, jnp.zeros((S, L), dtype))
-  kkt0 = jnp.maximum(optimality(z0, gradient(xz0), penalty), jnp.finfo(dtype).tiny)
   state = _State(z0, xz0, z0, xz0, total(z0, xz0), jnp.ones((S, L), dtype),
                  jnp.zeros((S, L), jnp.int32), jnp.zeros((S, L), bool), jnp.ones((S, L), dtype),
                  kkt0, a0, jnp.zeros((), jnp.int32))

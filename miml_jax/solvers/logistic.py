@@ -21,6 +21,7 @@ from miml_jax.solvers import prox_newton
 from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.problem import make_problem
 from miml_jax.solvers.problem import MATRIX_FREE_ROWS
+from miml_jax.solvers.problem import scaled_weights
 
 METHODS = ('auto', 'fista', 'newton')
 
@@ -28,7 +29,7 @@ METHODS = ('auto', 'fista', 'newton')
 def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_scaling=1.0,
                  tol=1e-4, max_iter=10_000, train_mask=None, shift=None, scale=None,
                  method='auto', newton_every=None, newton_block=None,
-                 l1_subproblem=None) -> LogisticFit:
+                 l1_subproblem=None, init=None) -> LogisticFit:
   """Fits one regularised logistic regression per label (and per train mask), all at once.
 
   Args:
@@ -63,6 +64,13 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
       descent, sequential), 'fista' (batched products) or 'matrix_free' (no model Hessian);
       None: 'matrix_free' from `MATRIX_FREE_ROWS` training rows, below that 'cd' on CPUs and
       'fista' on accelerators.
+    init: optional (coef, intercept), raw-unit weights shaped as this call's result ((S, d, L)
+      and (S, L) with train_mask, (d, L) and (L,) without): every problem starts there instead
+      of at 0 (a warm start: along a path of C, or a model updated with new images). The
+      stopping measure stays relative to its value at 0, so the same tol means the same
+      accuracy from any start. Not for cross-validation folds from a fit that saw their
+      held-out rows: at a loose tol a fold stops near that fit and its held-out scores look
+      better than they are (experiments/l2_queue_and_warm_starts).
 
   Returns:
     A `LogisticFit` (see its docstring).
@@ -101,6 +109,9 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     raise UserError('scale must be positive')
   problem = make_problem(X, Y, mask, 0.0 if shift is None else shift,
                          1.0 if scale is None else scale, C, intercept_scaling, fit_intercept)
+  if init is not None:
+    init = _checked_init(init, (S, X.shape[1], Y.shape[1]), single)
+    init = scaled_weights(problem, *init)
   if method == 'fista':
     solver = fista.FISTA(penalty=penalty, tol=float(tol), max_iter=int(max_iter),
                          newton_every=None if newton_every is None else int(newton_every),
@@ -117,10 +128,32 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
   # Splits are independent problems: spread over all devices, of all processes (padded with
   # copies of the first split, dropped below); the data and labels are replicated.
   mesh = sharding.global_mesh()
-  params, state = solver.run(sharding.place(problem, mesh, sharding.padded(S, mesh)), mesh)
+  splits = sharding.padded(S, mesh)
+  if init is not None:
+    init = sharding.shard_leading(sharding.pad_leading(init, splits), mesh)
+  params, state = solver.run(sharding.place(problem, mesh, splits), mesh, init=init)
   fit = LogisticFit(params.coef, params.intercept, state.objective, state.iter_num,
                     state.converged, state.error)
   fit = LogisticFit(*(sharding.gather(a)[:S] for a in fit))
   if single:
     fit = LogisticFit(*(a[0] for a in fit))
   return fit
+
+
+def _checked_init(init, shape, single):
+  """init (coef, intercept) as float arrays of shapes (S, d, L) and (S, L), or a UserError."""
+  try:
+    coef, intercept = init
+  except (TypeError, ValueError):
+    raise UserError('init must be a pair (coef, intercept)') from None
+  coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+  if single:
+    coef, intercept = coef[None], intercept[None]
+  S, d, L = shape
+  if coef.shape != (S, d, L) or intercept.shape != (S, L):
+    want = f'({d}, {L}) and ({L},)' if single else f'({S}, {d}, {L}) and ({S}, {L})'
+    raise UserError(f'init must be coef, intercept of shapes {want}; got '
+                    f'{coef.shape[single:]} and {intercept.shape[single:]}')
+  if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+    raise UserError('init holds NaN or infinite values')
+  return coef, intercept

@@ -27,6 +27,7 @@ from miml_jax.solvers.objective import loss_terms
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
+from miml_jax.solvers.problem import zero_weights
 
 # Most CG steps per Newton step: the forcing sequence usually stops CG long before, and a step
 # cut short here is still a descent direction.
@@ -41,9 +42,11 @@ class NewtonCGL2:
   max_iter: int = 10_000
   max_cg: int = MAX_CG
 
-  def run(self, problem: Problem, mesh=None) -> tuple[Params, SolverState]:
+  def run(self, problem: Problem, mesh=None, init=None) -> tuple[Params, SolverState]:
+    """init: (S, D, L) the scaled weights to start from (`problem.scaled_weights`; None: 0)."""
     tol = jnp.asarray(self.tol, problem.X.dtype)
-    return sharding.map_splits(solve, mesh, problem, shared=(tol,), max_iter=self.max_iter,
+    z0 = zero_weights(problem, mesh) if init is None else init
+    return sharding.map_splits(solve, mesh, problem, z0, shared=(tol,), max_iter=self.max_iter,
                                max_cg=self.max_cg)
 
 
@@ -73,7 +76,7 @@ def conjugate_gradients(matvec, b, target, active, max_steps):
 
 
 @functools.partial(jax.jit, static_argnames=('max_iter', 'max_cg'))
-def solve(problem: Problem, tol, *, max_iter, max_cg=MAX_CG) -> tuple[Params, SolverState]:
+def solve(problem: Problem, z0, tol, *, max_iter, max_cg=MAX_CG) -> tuple[Params, SolverState]:
   """Newton-CG on every problem of `problem` to relative tolerance `tol`; weights in raw units."""
   X, Y, mask, shift, scale = problem.X, problem.Y, problem.mask, problem.shift, problem.scale
   S, L = mask.shape[0], Y.shape[1]
@@ -121,12 +124,13 @@ def solve(problem: Problem, tol, *, max_iter, max_cg=MAX_CG) -> tuple[Params, So
     return steps.advance(s, z, xz, f_of, kkt=kkt, move=move, tentative=tentative,
                          revert=revert, converged=converged, done=done)
 
-  z0 = jnp.zeros((S, design.dim, L), dtype)
-  xz0 = jnp.zeros((S, X.shape[0], L), dtype)
-  g0 = jnp.maximum(jnp.linalg.norm(gradient(z0, xz0)[0], axis=1), jnp.finfo(dtype).tiny)
-  f0 = f_of(z0, xz0)
-  state = steps.start(z0, xz0, f0)
-  s = jax.lax.while_loop(lambda s: (s.it < max_iter) & ~jnp.all(s.done), body, state)
+  g0 = jnp.maximum(jnp.linalg.norm(gradient(jnp.zeros(z0.shape, dtype), jnp.zeros(
+      (S, X.shape[0], L), dtype))[0], axis=1), jnp.finfo(dtype).tiny)
+  z0 = z0.astype(dtype)
+  xz0 = splits_design.margins(design, z0)
+  state = steps.start(z0, xz0, f_of(z0, xz0))
+  s, _ = jax.lax.while_loop(lambda c: (c[1] < max_iter) & ~jnp.all(c[0].done),
+                            lambda c: (body(c[0]), c[1] + 1), (state, jnp.zeros((), jnp.int32)))
   kkt = jnp.linalg.norm(gradient(s.z, s.xz)[0], axis=1) / g0
   converged = s.converged | (kkt <= tol)
   coef, intercept = splits_design.raw_weights(design, s.z, shift)

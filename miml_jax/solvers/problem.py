@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
+from miml_jax import sharding
+
 # From this many training rows per split the Newton solvers leave matrices of the rows' or the
 # working set's size (an m x m factorisation for L2, a K x K model Hessian for L1, both formed
 # from gathered copies of the data) for products with the shared data only: memory of the data
@@ -107,6 +109,28 @@ def make_problem(X, Y, mask, shift=0.0, scale=1.0, C=1.0, intercept_scaling=1.0,
       scale=jnp.broadcast_to(jnp.asarray(scale, dtype), (S, d)),
       C=jnp.broadcast_to(jnp.asarray(C, dtype), (Y.shape[1],)),
       intercept_scaling=jnp.asarray(intercept_scaling, dtype), fit_intercept=fit_intercept)
+
+
+def scaled_weights(problem: Problem, coef, intercept) -> jax.Array:
+  """Raw-unit weights coef (S, d, L), intercept (S, L) as the scaled problem's z (S, D, L): the
+  inverse of the solvers' way back (`design.raw_weights`), a starting point for a solver's run.
+
+  x·coef + b = ((x - shift)/scale)·(coef·scale) + s₀·(b + shift·coef)/s₀.
+  """
+  coef = jnp.asarray(coef, problem.X.dtype)
+  z = coef * problem.scale[..., None]
+  if problem.fit_intercept:
+    bias = (jnp.asarray(intercept, problem.X.dtype)
+            + jnp.einsum('sd,sdl->sl', problem.shift, coef, precision='highest'))
+    z = jnp.concatenate([z, (bias / problem.intercept_scaling)[:, None, :]], axis=1)
+  return z
+
+
+def zero_weights(problem: Problem, mesh=None):
+  """(S, D, L) zero weights, every solver's default start, spread over the mesh as the splits
+  are."""
+  z = np.zeros((problem.num_splits, problem.dim, problem.num_labels), problem.X.dtype)
+  return z if mesh is None else sharding.shard_leading(z, mesh)
 
 
 class Params(NamedTuple):

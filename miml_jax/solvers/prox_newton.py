@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from miml_jax import sharding
+from miml_jax.solvers import batches
 from miml_jax.solvers import design as splits_design
 from miml_jax.solvers import newton_cg
 from miml_jax.solvers import steps
@@ -62,6 +63,7 @@ from miml_jax.solvers.problem import MATRIX_FREE_ROWS
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
+from miml_jax.solvers.problem import zero_weights
 
 # Iterations in a row with a nearly full set before the set counts as holding a problem back:
 # one or two can be a transient while the support settles.
@@ -103,15 +105,14 @@ class ProxNewtonL1:
   block: int = BLOCK
   subproblem: str | None = None
 
-  def run(self, problem: Problem, mesh=None) -> tuple[Params, SolverState]:
+  def run(self, problem: Problem, mesh=None, init=None) -> tuple[Params, SolverState]:
+    """init: (S, D, L) the scaled weights to start from (`problem.scaled_weights`; None: 0);
+    the working set starts with their non-zero coordinates."""
     subproblem = self.subproblem
     if subproblem is None:
       subproblem = default_subproblem(problem.rows.shape[1])
-    dtype = problem.X.dtype
-    z = np.zeros((problem.num_splits, problem.dim, problem.num_labels), dtype)
-    if mesh is not None:
-      z = sharding.shard_leading(z, mesh)
-    tol = jnp.asarray(self.tol, dtype)
+    z = zero_weights(problem, mesh) if init is None else init
+    tol = jnp.asarray(self.tol, problem.X.dtype)
     return solve_growing(problem, tol, z, mesh=mesh, max_iter=self.max_iter, block=self.block,
                          subproblem=subproblem)
 
@@ -322,7 +323,7 @@ def start(problem: Problem, z0) -> _State:
 def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, subproblem):
   """Every problem of `problem` on from state (`start`); max_iter: most iterations (traced: a
   second call compiles nothing new). compact: also stop once the problems still going fit in
-  a quarter of the batch (`_fits_smaller`), to go on with those alone. Returns ((Params in raw units,
+  a quarter of the batch (`batches.fits_smaller`), to go on with those alone. Returns ((Params in raw units,
   SolverState), the `_State` it stopped in)."""
   X, Y, mask, rows, valid = problem.X, problem.Y, problem.mask, problem.rows, problem.valid
   shift, scale, C = problem.shift, problem.scale, problem.C
@@ -409,7 +410,7 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
 
   def going(carry):
     s, it = carry
-    return (it < max_iter) & ~jnp.all(s.done) & ~(compact & _fits_smaller(~s.done))
+    return (it < max_iter) & ~jnp.all(s.done) & ~(compact & batches.fits_smaller(~s.done))
 
   s, _ = jax.lax.while_loop(going, lambda c: (body(c[0]), c[1] + 1),
                             (state, jnp.zeros((), jnp.int32)))
@@ -421,16 +422,6 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
   return (Params(coef, intercept), solver_state), s
 
 
-def _fits_smaller(going):
-  """Whether the problems still going (S, L) fit in a quarter of the batch, as the sub-batch of
-  their splits x labels, each count rounded up to a power of two (`_subset`)."""
-  S, L = going.shape
-  rounded = lambda k, most: jnp.minimum(
-      jnp.left_shift(1, 32 - jax.lax.clz(jnp.maximum(k, 1).astype(jnp.int32) - 1)), most)
-  size = rounded(going.any(axis=1).sum(), S) * rounded(going.any(axis=0).sum(), L)
-  return 4 * size <= S * L
-
-
 def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem):
   """`solve` from z (each device on its share of the splits, `sharding.map_splits`), as a queue:
   once the problems still going fit in a quarter of the batch they go on alone from where they
@@ -439,15 +430,14 @@ def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem
   again from where they stopped with twice the block, alone too (most of Scene's outgrow 256
   coordinates, two of 150 outgrow 512: solving all 150 again at 1,024 was 40% of the fit).
   Returns (Params, SolverState)."""
-  # Splits spread over processes are not gathered for a subset: there every stage solves all.
-  compact = jax.process_count() == 1
+  compact = batches.can_shrink()
   S, L = problem.num_splits, problem.num_labels
   run = lambda sub, state, left: sharding.map_splits(
       solve, mesh, sub, state, shared=(tol, jnp.asarray(left, jnp.int32), compact),
       block=block, subproblem=subproblem)
   begin = lambda sub, z0: sharding.map_splits(start, mesh, sub, z0)
   (params, result), state = run(problem, begin(problem, z), max_iter)
-  if not compact:
+  if not compact:   # every stage solves all the splits
     n_iter = state.n_iter
     while (block < problem.dim and bool(jnp.any(state.full))
            and int(jnp.max(n_iter)) < max_iter):
@@ -469,36 +459,13 @@ def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem
       block *= 2
     else:
       break
-    real_rows, real_cols = np.flatnonzero(pick.any(axis=1)), np.flatnonzero(pick.any(axis=0))
-    rows, cols = _subset(real_rows, S, mesh), _subset(real_cols, L, None)
-    sub = sharding.place(problem.map_splits(lambda a: np.asarray(a)[rows]).replace(
-        Y=problem.Y[:, cols], C=problem.C[cols]), mesh, len(rows))
-    on_sub = lambda a: sharding.shard_leading(np.asarray(a)[rows][..., cols], mesh)
+    sub = batches.sub_batch(problem, pick, mesh)
     if fresh:
       before = np.where(pick, n_iter, before)
-    sub_start = begin(sub, on_sub(state.z)) if fresh else jax.tree.map(on_sub, state)
-    (sub_params, sub_result), sub_state = run(sub, sub_start, max_iter - int(n_iter[pick].max()))
-    # The picked problems take the new results (the padding repeats a split or label).
-    take = pick[np.ix_(rows, cols)]
-    take[len(real_rows):] = take[:, len(real_cols):] = False
-    merge = lambda old, new: _merged(old, new, rows, cols, take)
-    params = jax.tree.map(merge, params, sub_params)
-    result = jax.tree.map(merge, result, sub_result)
-    state = jax.tree.map(merge, state, sub_state)
+    sub_start = begin(sub.problem, sub.of(state.z)) if fresh else jax.tree.map(sub.of, state)
+    (sub_params, sub_result), sub_state = run(sub.problem, sub_start,
+                                              max_iter - int(n_iter[pick].max()))
+    params = jax.tree.map(sub.merged, params, sub_params)
+    result = jax.tree.map(sub.merged, result, sub_result)
+    state = jax.tree.map(sub.merged, state, sub_state)
   return params, result._replace(iter_num=jnp.asarray(before + np.asarray(state.n_iter)))
-
-
-def _subset(index, total, mesh):
-  """index padded (with its first entry, work to throw away) to a power of two, at most total,
-  and to a multiple of the mesh's size: few shapes to compile for the re-solves."""
-  size = min(1 << (len(index) - 1).bit_length(), total)
-  return sharding.pad_leading(index, sharding.padded(size, mesh))
-
-
-def _merged(old, new, rows, cols, take):
-  """old (S, ..., L) with new's entries (at rows x cols of old, split axis first and label axis
-  last) where take (rows x cols) holds."""
-  old = np.array(old)
-  r, c = np.nonzero(take)
-  old[rows[r], ..., cols[c]] = np.asarray(new)[r, ..., c]
-  return jnp.asarray(old)

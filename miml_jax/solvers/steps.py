@@ -61,14 +61,12 @@ class NewtonState(NamedTuple):
   converged: jax.Array
   done: jax.Array
   kkt: jax.Array        # the stopping measure relative to its value at 0
-  it: jax.Array         # () iterations of the loop
 
 
 def start(z, xz, f) -> NewtonState:
   """The state before the first iteration, at z (margins xz, objective f)."""
   no, one = jnp.zeros(f.shape, bool), jnp.ones(f.shape, f.dtype)
-  return NewtonState(z, xz, f, z, f, one, no, jnp.zeros(f.shape, jnp.int32), no, no, one,
-                     jnp.zeros((), jnp.int32))
+  return NewtonState(z, xz, f, z, f, one, no, jnp.zeros(f.shape, jnp.int32), no, no, one)
 
 
 def advance(s: NewtonState, z, xz, f_of, *, kkt, move, tentative, revert, converged,
@@ -82,4 +80,4 @@ def advance(s: NewtonState, z, xz, f_of, *, kkt, move, tentative, revert, conver
       f_prev=jnp.where(move, s.f, s.f_prev), kkt_prev=jnp.where(move, kkt, s.kkt_prev),
       tentative=tentative, n_iter=s.n_iter + (~done).astype(jnp.int32),
       converged=s.converged | converged, done=done | ~move,
-      kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, kkt)), it=s.it + 1)
+      kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, kkt)))

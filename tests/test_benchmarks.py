@@ -63,7 +63,7 @@ def test_gpu_kit_packs_float16_features_and_images_that_the_experiments_read(tmp
   kit = tmp_path / 'kit'
   run('miml_jax.benchmarks.gpu_kit', f'--datasets={root}', f'--image_datasets={root}',
       f'--weights={tmp_path}/w.safetensors', f'--cache_dir={tmp_path}/cache',
-      f'--output={kit}')
+      f'--output_dir={kit}')
   with h5py.File(kit / 'tiny.h5') as f:
     assert f['features'].dtype == np.float16
   packed = store.read_feature_file(kit / 'tiny.h5')
@@ -78,7 +78,7 @@ def test_gpu_kit_packs_float16_features_and_images_that_the_experiments_read(tmp
   result = subprocess.run(
       [sys.executable, '-m', 'miml_jax.benchmarks.gpu_kit', f'--datasets={root}',
        '--image_datasets=', f'--weights={tmp_path}/w.safetensors',
-       f'--cache_dir={tmp_path}/cache', f'--output={kit}', '--limit_mib=0.001'],
+       f'--cache_dir={tmp_path}/cache', f'--output_dir={kit}', '--limit_mib=0.001'],
       capture_output=True, text=True, cwd=conftest.REPO)
   assert result.returncode != 0 and 'over the 0.001 MiB limit' in result.stderr
   assert 'Traceback' not in result.stderr
@@ -88,7 +88,7 @@ def test_gpu_kit_packs_float16_features_and_images_that_the_experiments_read(tmp
 def test_scale_benchmark_times_each_size_in_its_own_process(tmp_path):
   out = tmp_path / 'scale.json'
   run('miml_jax.benchmarks.scale', '--sizes=60,120', '--dim=12', '--support=3', '--labels=3',
-      '--splits=2', '--penalties=l1,l2', '--slope_range=60,120', '--reference_up_to=60',
+      '--split_counts=2', '--penalties=l1,l2', '--slope_range=60,120', '--reference_up_to=60',
       f'--output={out}')
   result = json.loads(out.read_text())
   assert set(result['series']) == {'l1, 2 splits', 'l2, 2 splits'}

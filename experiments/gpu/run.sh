@@ -2,7 +2,7 @@
 # The accelerator benchmarks in one short run (extraction against PyTorch, the solvers against
 # liblinear on all CPU cores, Table 1 cold and warm), on a kit that travels without the datasets:
 #
-#   python -m miml_jax.benchmarks.gpu_kit --data_dir=../shared/datasets --output=gpu_kit  # here
+#   python -m miml_jax.benchmarks.gpu_kit --data_dir=../shared/datasets --output_dir=gpu_kit  # here
 #   OUT=gpu_results bash experiments/gpu/run.sh                                           # there
 #
 # QUICK=1 shrinks every setting (2 splits, batch 2, 4 images) to try the script on a CPU.

@@ -19,27 +19,30 @@ from absl import flags
 
 from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import datasets
+from miml_jax import input_flags
 from miml_jax import outputs
 from miml_jax import runtime_flags
 from miml_jax import weights as weights_lib
 from miml_jax.errors import UserError
 from miml_jax.features import extract
+from miml_jax.weights import hub
 
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['16'], 'Batch sizes to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes: float32, bfloat16.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per setting (median reported).')
 _NUM_FC = flags.DEFINE_enum('num_fc', '2', ['0', '2'], 'Random weights: conv only (0) or fc7 (2).')
-_WEIGHTS = flags.DEFINE_string('weights', None, 'A converted weights file instead of random.')
+_WEIGHTS = input_flags.WEIGHTS
+flags.FLAGS.set_default('weights', None)   # here: random weights unless given
 _TORCH = flags.DEFINE_boolean('torch_baseline', True, 'Time PyTorch too, when installed.')
-_DATA = flags.DEFINE_string('data', None, 'Dataset for the end-to-end figure.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder holding datasets by name.')
+_DATASET, _DATA_DIR = input_flags.DATASET, input_flags.DATA_DIR   # the end-to-end figure's
+flags.adopt_module_key_flags(input_flags)
 _E2E = flags.DEFINE_integer('end_to_end_images', 64, 'Images for the end-to-end figure.')
 _PEAK = flags.DEFINE_float('peak_tflops', None, 'Arithmetic peak of the device, for the '
                            'fraction-of-limit column (e.g. 800 for bf16 on an H200).')
-_OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures.')
-_OVERWRITE = cli.define_overwrite()
-flags.declare_key_flag('overwrite')
+_OUTPUT = common_flags.output('a JSON file of the figures.')
+_OVERWRITE = common_flags.overwrite()
 
 FORMAT = 'miml_jax.benchmarks.extract/1'
 
@@ -133,7 +136,7 @@ def time_torch(params, num_fc, batch_size, dtype):
 
 
 def end_to_end(params, info, batch_size):
-  dataset = datasets.load(_DATA.value, _DATA_DIR.value)
+  dataset = datasets.load(input_flags.one_dataset(), _DATA_DIR.value)
   paths = dataset.image_paths[:_E2E.value]
   # Warm up the compile on the same shapes first; then files -> features.
   extract.extract_features(paths[:1], (params, info), batch_size=batch_size)
@@ -154,11 +157,12 @@ def main(argv):
   if _PEAK.value is not None:
     cli.positive(_PEAK)
   if _OUTPUT.value:
-    outputs.check_file(_OUTPUT.value, outputs.Inputs([_WEIGHTS.value] if _WEIGHTS.value else []),
+    outputs.check_file(_OUTPUT.value,
+                       outputs.Inputs([hub.path_of(_WEIGHTS.value)] if _WEIGHTS.value else []),
                        kind=FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
   runtime_flags.apply()
   if _WEIGHTS.value:
-    params, info = weights_lib.load(_WEIGHTS.value)
+    params, info = weights_lib.load(hub.resolve(_WEIGHTS.value))
   else:
     params, info = random_weights(int(_NUM_FC.value))
   try:
@@ -185,9 +189,10 @@ def main(argv):
       print(json.dumps(row))
   result = {'format': FORMAT, 'device': device.device_kind, 'backend': jax.default_backend(),
             'gflop_per_image': gflops, 'num_fc': info.num_fc, 'compute_only': rows}
-  if _DATA.value:
+  if _DATASET.value:
     bs = int(_BATCH_SIZES.value[-1])
-    result['end_to_end'] = {'dataset': _DATA.value, 'images': _E2E.value, 'batch_size': bs,
+    result['end_to_end'] = {'dataset': input_flags.one_dataset(), 'images': _E2E.value,
+                            'batch_size': bs,
                             'images_per_s': end_to_end(params, info, bs)}
     print(json.dumps(result['end_to_end']))
   print('\n| dtype | batch | ours img/s | compile s | torch img/s | ratio | TFLOP/s |')

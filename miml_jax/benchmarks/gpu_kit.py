@@ -1,6 +1,6 @@
 """Packs the inputs of the accelerator benchmarks into one folder small enough to travel.
 
-  python -m miml_jax.benchmarks.gpu_kit --data_dir=../shared/datasets --output=gpu_kit
+  python -m miml_jax.benchmarks.gpu_kit --data_dir=../shared/datasets --output_dir=gpu_kit
 
 A borrowed accelerator machine gets only what is sent with the working tree (64 MiB here), not
 the datasets or the weights. The kit holds, per dataset, its feature file stored as float16
@@ -15,6 +15,7 @@ import shutil
 from absl import flags
 
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import datasets
 from miml_jax import input_flags
 from miml_jax import outputs
@@ -31,7 +32,7 @@ _IMAGE_DATASETS = flags.DEFINE_list('image_datasets', ['scene'],
                                     'Datasets whose image files go too.')
 _DATA_DIR, _WEIGHTS, _CACHE_DIR = input_flags.DATA_DIR, input_flags.WEIGHTS, input_flags.CACHE_DIR
 flags.adopt_module_key_flags(input_flags)
-_OUTPUT = flags.DEFINE_string('output', 'gpu_kit', 'The kit folder.')
+_OUTPUT_DIR = common_flags.output_dir('gpu_kit')
 _LIMIT_MIB = flags.DEFINE_float('limit_mib', 64, 'Size the kit must stay under.')
 
 
@@ -75,7 +76,7 @@ def check_output(output: str, loaded: dict) -> None:
 def main(argv):
   cli.no_arguments(argv)
   cli.positive(_LIMIT_MIB)
-  output = _OUTPUT.value
+  output = _OUTPUT_DIR.value
   # Each dataset is loaded (its files listed and checked) once.
   loaded = {name: datasets.load(name, _DATA_DIR.value)
             for name in dict.fromkeys(_DATASETS.value + _IMAGE_DATASETS.value)}

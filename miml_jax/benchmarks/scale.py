@@ -1,7 +1,7 @@
 """Solver cost against the number of images: synthetic features with planted sparse labels.
 
   python -m miml_jax.benchmarks.scale --sizes=1000,4000,16000,64000 --labels=20 \
-      --splits=1,5 --penalties=l1,l2 --output=experiments/scale/scale.json
+      --split_counts=1,5 --penalties=l1,l2 --output=experiments/scale/scale.json
 
 For every (n, splits, penalty) a child process makes the data, scales it as `tag train` does
 (standardised with each split's training statistics) and fits every label of every split with
@@ -11,7 +11,7 @@ included (taken before the reference below). Splits are random 2/3 training part
 the first split, and the relative objective gap (ours - liblinear) / liblinear is reported. The
 log-log slope of solve seconds (fit less compile) against n over --slope_range is printed for each (splits, penalty).
 
-Data: D standard normal features (or, with --features, a feature file's rows drawn with
+Data: D standard normal features (or, with --replicate_features, a feature file's rows drawn with
 replacement plus Gaussian noise of --noise times each feature's std, labels kept); each label
 is 1 with probability sigmoid(xᵀw - 1), w with --support non-zero weights of size --amplitude.
 """
@@ -28,6 +28,7 @@ from absl import flags
 
 from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import outputs
 from miml_jax import runtime_flags
 from miml_jax.errors import UserError
@@ -35,27 +36,28 @@ from miml_jax.errors import UserError
 _SIZES = flags.DEFINE_list('sizes', ['1000', '4000', '16000', '64000'], 'Numbers of images.')
 _DIM = flags.DEFINE_integer('dim', 5888, 'Features per image (synthetic data).')
 _LABELS = flags.DEFINE_integer('labels', 20, 'Labels (synthetic data).')
-_SPLITS = flags.DEFINE_list('splits', ['1'], 'Numbers of data splits to fit at once.')
-_PENALTIES = flags.DEFINE_list('penalties', ['l1', 'l2'], 'l1 and/or l2.')
-_TOL = flags.DEFINE_float('tol', 1e-4, "Our solvers' relative tolerance (tag train's).")
+_SPLIT_COUNTS = flags.DEFINE_list('split_counts', ['1'],
+                                   'Numbers of data splits to fit at once, a run each.')
+_PENALTIES = common_flags.penalties()
+_TOL = common_flags.tol(default=1e-4, default_help="1e-4, tag train's")
 _SUPPORT = flags.DEFINE_integer('support', 20, 'Non-zero planted weights per label.')
 _AMPLITUDE = flags.DEFINE_float('amplitude', 0.5, 'Scale of the planted weights.')
-_FEATURES = flags.DEFINE_string('features', None,
-                                'Feature file whose rows, with noise, replace the synthetic ones.')
+_REPLICATE_FEATURES = flags.DEFINE_string(
+    'replicate_features', None, 'A feature file whose rows, with noise, replace the synthetic '
+    'ones.')
 _NOISE = flags.DEFINE_float('noise', 0.1, 'Noise added to replicated rows, in feature stds.')
 _REFERENCE_UP_TO = flags.DEFINE_integer('reference_up_to', 16000,
                                         'Largest n at which liblinear gives the reference.')
 _REFERENCE_LABELS = flags.DEFINE_integer('reference_labels', 2, 'Labels liblinear solves.')
 _SLOPE_RANGE = flags.DEFINE_list('slope_range', ['4000', '64000'],
                                  'Smallest and largest n of the log-log slope.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Data and split seed.')
-_OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures (and a .png beside).')
-_OVERWRITE = cli.define_overwrite()
+_SEED = common_flags.seed()   # of the synthetic data too
+_OUTPUT = common_flags.output('a JSON file of the figures (and a .png beside).')
+_OVERWRITE = common_flags.overwrite()
 _WRITE_FEATURES = flags.DEFINE_string(
     'write_features', None, 'Instead of timing: write the data of the first --sizes as a feature '
     'file (for `tag train --features`).')
 _CHILD = flags.DEFINE_string('child', None, 'Internal: n,splits,penalty of one run.')
-flags.declare_key_flag('overwrite')
 
 FORMAT = 'miml_jax.benchmarks.scale/1'
 _BLOCK = 8192
@@ -92,7 +94,7 @@ def write_features(path, n):
   """The benchmark's data as a feature file; its weights checksum says it came from no network."""
   from miml_jax.features import store
   X, Y = make_data(n, _DIM.value, _LABELS.value, support=_SUPPORT.value,
-                   amplitude=_AMPLITUDE.value, seed=_SEED.value, features=_FEATURES.value,
+                   amplitude=_AMPLITUDE.value, seed=_SEED.value, features=_REPLICATE_FEATURES.value,
                    noise=_NOISE.value)
   names = tuple(f'synthetic_{i:07d}' for i in range(n))
   labels = tuple(f'label_{j:02d}' for j in range(Y.shape[1]))
@@ -111,7 +113,7 @@ def _one_run(n, num_splits, penalty):
   from miml_jax.solvers import objective
   t0 = time.perf_counter()
   X, Y = make_data(n, _DIM.value, _LABELS.value, support=_SUPPORT.value,
-                   amplitude=_AMPLITUDE.value, seed=_SEED.value, features=_FEATURES.value,
+                   amplitude=_AMPLITUDE.value, seed=_SEED.value, features=_REPLICATE_FEATURES.value,
                    noise=_NOISE.value)
   rng = np.random.default_rng(_SEED.value + 1)
   if num_splits == 1:
@@ -208,8 +210,8 @@ def main(argv):
     print(json.dumps(_one_run(int(n), int(num_splits), penalty)))
     return
   sizes = cli.integers(_SIZES, 10)
-  split_counts = cli.integers(_SPLITS, 1)
-  penalties = cli.choices(_PENALTIES, ('l1', 'l2'))
+  split_counts = cli.integers(_SPLIT_COUNTS, 1)
+  penalties = _PENALTIES.value
   if not 1 <= _SUPPORT.value <= _DIM.value:
     raise UserError(f'--support must be in 1..--dim ({_DIM.value}), got {_SUPPORT.value}')
   bounds = cli.integers(_SLOPE_RANGE, 1)
@@ -217,15 +219,16 @@ def main(argv):
     raise UserError(f'--slope_range must be two sizes, smallest first, got '
                     f'{",".join(_SLOPE_RANGE.value)}')
   low, high = bounds
+  replicated = [_REPLICATE_FEATURES.value] if _REPLICATE_FEATURES.value else []
   if _WRITE_FEATURES.value:
     from miml_jax.features import store
     outputs.check_file(_WRITE_FEATURES.value, outputs.Inputs(
-        [_FEATURES.value] if _FEATURES.value else []), kind=store.KIND, overwrite=_OVERWRITE.value)
+        replicated), kind=store.KIND, overwrite=_OVERWRITE.value)
     write_features(_WRITE_FEATURES.value, sizes[0])
     print(f'{_WRITE_FEATURES.value}: {sizes[0]:,} images, {_LABELS.value} labels')
     return
   if _OUTPUT.value:
-    outputs.check_file(_OUTPUT.value, outputs.Inputs([_FEATURES.value] if _FEATURES.value else []),
+    outputs.check_file(_OUTPUT.value, outputs.Inputs(replicated),
                        kind=FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
   series = {}
   for num_splits in split_counts:

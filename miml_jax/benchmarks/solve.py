@@ -23,6 +23,7 @@ from absl import flags
 
 from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import evaluation
 from miml_jax import outputs
 from miml_jax import recipe
@@ -35,20 +36,21 @@ from miml_jax.solvers import fit_logistic
 from miml_jax.solvers import prox_newton
 from miml_jax.solvers.liblinear import fit_liblinear
 
-_FEATURES = flags.DEFINE_string('features', None, 'Feature file.', required=True)
-_SPLITS = flags.DEFINE_integer('splits', 30, 'Random 2/3-1/3 splits.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Split seed.')
-_PENALTIES = flags.DEFINE_list('penalties', ['l1', 'l2'], 'l1 and/or l2.')
-_SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
-_C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
-_JAX_TOL = flags.DEFINE_float('tol', evaluation.JAX_TOL,
-                               'JAX solver relative tolerance (any method).')
-_MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'JAX solver iteration cap.')
+_FEATURES = common_flags.features()
+flags.mark_flag_as_required('features')
+_SPLITS = common_flags.splits()
+_SEED = common_flags.seed()
+_PENALTIES = common_flags.penalties()
+_SCALING = common_flags.scaling_kind()
+_C = common_flags.C()
+_JAX_TOL = common_flags.tol(default=evaluation.JAX_TOL)
+_MAX_ITER = common_flags.max_iter()
 _LIBLINEAR_TOLS = flags.DEFINE_list(
     'liblinear_tols', ['1e-8'], 'liblinear tolerances to time; the first, the tightest, gives '
     'the reference objective of every gap.')
-_N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'liblinear fits in parallel (-1: all cores).')
-_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'float64'], 'JAX solver dtype.')
+_N_JOBS = common_flags.n_jobs()
+_SOLVER_DTYPE = flags.DEFINE_enum('solver_dtype', 'float32', ['float32', 'float64'],
+                                  'Our solvers\' dtype.')
 _SOLVER = flags.DEFINE_enum('solver', 'newton', ['newton', 'fista'],
                             'Our solver (the algorithm of table1\'s newton_* or fista_* methods).')
 _NEWTON_BLOCK = flags.DEFINE_integer('newton_block', None,
@@ -59,49 +61,42 @@ _L1_SUBPROBLEMS = flags.DEFINE_list(
     'figures.')
 _RECIPE = flags.DEFINE_boolean('recipe', False, 'Time the recipe too (with l1 in --penalties), '
                                'against the L1 Newton fit.')
-_RECIPE_STEPS = flags.DEFINE_list('recipe_steps', list(recipe.DEFAULT_STEPS),
-                                  f'The recipe\'s steps, of {", ".join(recipe.STEPS)}.')
-_OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the figures.')
-_OVERWRITE = cli.define_overwrite()
-flags.declare_key_flag('overwrite')
+_RECIPE_STEPS = common_flags.recipe_steps()
+_OUTPUT = common_flags.output('a JSON file of the figures.')
+_OVERWRITE = common_flags.overwrite()
 
 FORMAT = 'miml_jax.benchmarks.solve/1'
 
 
 def main(argv):
   cli.no_arguments(argv)
-  cli.at_least(_SPLITS, 1)
-  cli.positive(_C)
-  cli.positive(_JAX_TOL)
-  cli.at_least(_MAX_ITER, 1)
-  cli.processes(_N_JOBS)
+  features = common_flags.one_feature_file(_FEATURES)
   cli.positive_numbers(_LIBLINEAR_TOLS)
-  cli.choices(_PENALTIES, ('l1', 'l2'))
   cli.choices(_L1_SUBPROBLEMS, ('auto', *prox_newton.SUBPROBLEMS))
   if _RECIPE.value:
     if 'l1' not in _PENALTIES.value:
       raise UserError('--recipe is timed against the L1 fit: keep l1 in --penalties')
-    cli.choices(_RECIPE_STEPS, recipe.STEPS)
   if _OUTPUT.value:
-    outputs.check_file(_OUTPUT.value, outputs.Inputs([_FEATURES.value]),
+    outputs.check_file(_OUTPUT.value, outputs.Inputs([features]),
                        kind=FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
   runtime_flags.apply()
-  if _DTYPE.value == 'float64':
+  if _SOLVER_DTYPE.value == 'float64':
     jax.config.update('jax_enable_x64', True)
-  data = read_feature_file(_FEATURES.value)
+  data = read_feature_file(features)
   X, Y = data.features, data.labels.astype(np.float64)
   masks = splits.random_splits(len(X), _SPLITS.value, seed=_SEED.value)
   shift, scale = scaling.fit_scaling(X, masks, _SCALING.value)
   # (split, label) pairs liblinear can fit: both classes in the training part.
   pos = np.einsum('sn,nl->sl', masks, Y)
   valid = (pos > 0) & (pos < masks.sum(1, keepdims=True))
-  print(f'{_FEATURES.value}: {X.shape[0]} images x {X.shape[1]} features, {Y.shape[1]} labels; '
+  print(f'{features}: {X.shape[0]} images x {X.shape[1]} features, {Y.shape[1]} labels; '
         f'{_SPLITS.value} splits; {valid.sum()} of {valid.size} problems have both classes; '
         f'scaling={_SCALING.value} C={_C.value}; jax on {jax.devices()[0].device_kind}')
-  result = {'format': FORMAT, 'features': _FEATURES.value, 'splits': _SPLITS.value, 'scaling': _SCALING.value,
-            'C': _C.value, 'dtype': _DTYPE.value, 'device': jax.devices()[0].device_kind,
+  result = {'format': FORMAT, 'features': features, 'splits': _SPLITS.value,
+            'scaling': _SCALING.value,
+            'C': _C.value, 'dtype': _SOLVER_DTYPE.value, 'device': jax.devices()[0].device_kind,
             'problems': int(valid.sum()), 'penalties': {}}
-  Xd = X.astype(_DTYPE.value)
+  Xd = X.astype(_SOLVER_DTYPE.value)
   for penalty in _PENALTIES.value:
     kwargs = dict(penalty=penalty, C=_C.value, train_mask=masks, shift=shift, scale=scale)
     liblinear = {}

@@ -7,11 +7,11 @@ Downloads a benchmark dataset from its official source and converts it to the pl
 from absl import flags
 
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax.datasets import fetch as fetch_lib
 from miml_jax.errors import UserError
 
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Data home (default: $MIML_JAX_DATA, else '
-                                '~/miml_jax_data).')
+_DATA_DIR = common_flags.data_dir()
 _ARCHIVE = flags.DEFINE_string('archive', None, 'Use this official archive, no download.')
 _URL = flags.DEFINE_string('url', None, 'Download from this address (a mirror) instead.')
 _VERIFY = flags.DEFINE_bool('verify', True, "Check the archive's published checksum.")

@@ -17,6 +17,7 @@ from absl import flags
 
 from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import input_flags
 from miml_jax import metrics
 from miml_jax import model_selection
@@ -28,15 +29,15 @@ from miml_jax.errors import Interrupted
 from miml_jax.experiments import data_flags
 from miml_jax.solvers import fit_logistic
 
-_SPLITS = flags.DEFINE_integer('splits', 30, 'Table 1 splits (first ones, same seed).')
-_PENALTY = flags.DEFINE_enum('penalty', 'l1', ['l1', 'l2'], 'Regulariser.')
-_CS = flags.DEFINE_list('Cs', [str(c) for c in model_selection.DEFAULT_CS], 'The grid of C.')
-_FOLDS = flags.DEFINE_integer('folds', 5, 'Cross-validation folds.')
-_SELECT = flags.DEFINE_enum('select', 'per_label', ['per_label', 'global'], 'Choice of C.')
-_SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
-_TOL = flags.DEFINE_float('tol', 1e-4, 'Solver tolerance.')
-_MAX_ITER = flags.DEFINE_integer('max_iter', 5000, 'Solver iteration cap.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
+_SPLITS = common_flags.splits()
+_PENALTY = flags.DEFINE_enum('penalty', 'l1', list(common_flags.PENALTIES), 'Regulariser.')
+_CS = common_flags.Cs()
+_FOLDS = common_flags.folds()
+_SELECT = common_flags.select()
+_SCALING = common_flags.scaling_kind()
+_TOL = common_flags.tol(default=1e-4)
+_MAX_ITER = common_flags.max_iter(default=5000)
+_OUTPUT_DIR = common_flags.output_dir()
 flags.adopt_module_key_flags(data_flags)
 flags.adopt_module_key_flags(input_flags)
 _TRAIN_FRACTION = 2 / 3   # Table 1's splits
@@ -60,9 +61,6 @@ def markdown(result: dict) -> str:
 def main(argv):
   cli.no_arguments(argv)
   Cs = cli.positive_numbers(_CS)
-  cli.positive(_TOL)
-  cli.at_least(_MAX_ITER, 1)
-  cli.at_least(_SPLITS, 1)
   source = data_flags.one_source()
   # Each split's training part is cut into the folds.
   cli.at_least(_FOLDS, 2, int(round(_TRAIN_FRACTION * source.n_images)))

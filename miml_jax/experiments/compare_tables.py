@@ -11,6 +11,7 @@ from absl import flags
 
 from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import outputs
 from miml_jax import paper
 from miml_jax import safefile
@@ -21,10 +22,9 @@ _BASELINE = flags.DEFINE_string('baseline', None, 'table1_<dataset>.json to comp
 _OTHER = flags.DEFINE_string('other', None, 'table1_<dataset>.json to compare.', required=True)
 _NAMES = flags.DEFINE_list('names', ['baseline', 'other'], 'Column names of the two.')
 _TOLERANCE = flags.DEFINE_float('tolerance', None, 'Largest |difference| of means allowed.')
-_OUTPUT = flags.DEFINE_string('output', None, 'Markdown file for the comparison (and a JSON '
-                              'file of its rows beside it, of the same name).')
-_OVERWRITE = cli.define_overwrite()
-flags.declare_key_flag('overwrite')
+_OUTPUT = common_flags.output('the Markdown comparison (and a JSON file of its rows beside '
+                              'it, of the same name).')
+_OVERWRITE = common_flags.overwrite()
 
 FORMAT = 'miml_jax.compare_tables/1'
 

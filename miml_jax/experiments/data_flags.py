@@ -10,6 +10,7 @@ from absl import flags
 from absl import logging
 
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import datasets
 from miml_jax import input_flags
 from miml_jax import outputs
@@ -23,19 +24,14 @@ from miml_jax.features import store
 from miml_jax.weights import hub
 
 DATASET = input_flags.DATASET
-FEATURES = flags.DEFINE_list(
-    'features', None, 'A finished feature file instead of --dataset (table1: several): results '
-    'are named after the dataset it was made from, and neither images nor weights are needed.')
+FEATURES = common_flags.features(several=True)
 DATA_DIR = input_flags.DATA_DIR
 WEIGHTS = input_flags.WEIGHTS
 CACHE_DIR = input_flags.CACHE_DIR
-SCALES = flags.DEFINE_list('scales', None, 'With --dataset: input sizes whose features are '
-                           'averaged (default 224 alone), e.g. 224,320.')
-AUGMENT = flags.DEFINE_enum('augment', 'none', list(extract.AUGMENTS), 'With --dataset: flip '
-                            'averages each image\'s features with its mirror image\'s.')
-SEED = flags.DEFINE_integer('seed', 0, 'Split seed (the same splits in every experiment).')
-OVERWRITE = cli.define_overwrite()
-flags.declare_key_flag('overwrite')
+SCALES = common_flags.scales(' (with --dataset)')
+AUGMENT = common_flags.augment(note=' (with --dataset)')
+SEED = common_flags.seed()
+OVERWRITE = common_flags.overwrite()
 HOLDERS = (DATASET, FEATURES, DATA_DIR, WEIGHTS, CACHE_DIR, SCALES, AUGMENT, SEED)
 flags.mark_flags_as_mutual_exclusive(['dataset', 'features'])
 
@@ -79,7 +75,6 @@ def sources() -> list[Source]:
   if not names:
     raise UserError('which data? give --dataset=NAME_OR_FOLDER (scene, msrc_v2, or your own '
                     'folder), or --features=FILE.h5 (--helpshort lists the flags)')
-  cli.at_least(SEED, 0)
   if FEATURES.value:
     found = [_file_source(path) for path in names]
   else:
@@ -106,7 +101,6 @@ def one_source() -> Source:
 def check_split_flags(splits, train_fraction, sources_: list[Source]) -> None:
   """--splits at least 1, and a --train_fraction that leaves every dataset at least one image
   on each side."""
-  cli.at_least(splits, 1)
   cli.fraction(train_fraction)
   for source in sources_:
     size = int(round(train_fraction.value * source.n_images))

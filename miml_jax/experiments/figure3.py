@@ -21,6 +21,7 @@ from absl import logging
 
 from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import evaluation
 from miml_jax import input_flags
 from miml_jax import metrics
@@ -35,7 +36,7 @@ from miml_jax.experiments import protocol_flags
 
 _TRAIN_SIZES = flags.DEFINE_list('train_sizes', None, 'Training images per repetition '
                                  '(default: from 25 up to Table 1\'s 2/3).')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
+_OUTPUT_DIR = common_flags.output_dir()
 flags.adopt_module_key_flags(data_flags)
 flags.adopt_module_key_flags(protocol_flags)
 flags.adopt_module_key_flags(input_flags)

@@ -1,52 +1,38 @@
 """The flags of the paper's protocol that table1 and figure3 share (splits, C, scaling, methods,
-tolerance, iteration cap, liblinear processes), checked in one place, and the keyword arguments
-of `evaluation.run` they give."""
+tolerance, iteration cap, liblinear processes, the recipe's steps, grid and folds), and the
+keyword arguments of `evaluation.run` they give. Those other commands take too are defined in
+`miml_jax.common_flags`."""
 
 from absl import flags
 
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import evaluation
-from miml_jax import model_selection
-from miml_jax import recipe
-from miml_jax import scaling
 
-SPLITS = flags.DEFINE_integer('splits', 30, 'Random train/test splits.')
+SPLITS = common_flags.splits()
 TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, 'Training share of each split.')
-C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength (liblinear C).')
-SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS),
-                            'Feature scaling for all methods but liblinear_paper.')
+C = common_flags.C()
+SCALING = common_flags.scaling_kind()
 SOLVERS = flags.DEFINE_list('solvers', ['newton_l1', 'newton_l2'],
                             f'Methods, of {", ".join(evaluation.METHODS)}.')
-TOL = flags.DEFINE_float(
-    'tol', None, 'Tolerance of every solver but liblinear_paper (default: each its own, ' +
-    ', '.join(f'{k} {v:g}' for k, v in evaluation.TOLS.items()) + ').')
-MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'Iteration cap of our solvers.')
-N_JOBS = flags.DEFINE_integer('n_jobs', -1, 'Parallel liblinear fits (-1: all cores).')
-RECIPE_STEPS = flags.DEFINE_list(
-    'recipe_steps', list(recipe.DEFAULT_STEPS), 'The recipe method\'s choices made by '
-    f'cross-validation inside each training part, of {", ".join(recipe.STEPS)} (fewer: an '
-    'ablation; none: newton_l1).')
-RECIPE_CS = flags.DEFINE_list('recipe_Cs', [str(c) for c in model_selection.DEFAULT_CS],
-                              'The recipe\'s grid of C (with cv_c).')
-RECIPE_FOLDS = flags.DEFINE_integer('recipe_folds', 3, 'The recipe\'s cross-validation folds.')
+TOL = common_flags.tol(default_help='each method its own, ' + ', '.join(
+    f'{k} {v:g}' for k, v in evaluation.TOLS.items()))
+MAX_ITER = common_flags.max_iter()
+N_JOBS = common_flags.n_jobs()
+RECIPE_STEPS = common_flags.recipe_steps()
+RECIPE_CS = common_flags.Cs()
+RECIPE_FOLDS = common_flags.folds(default=3)
+# The recipe's grid and folds had names of their own before they were the shared ones.
+flags.DEFINE_alias('recipe_Cs', 'Cs')
+flags.DEFINE_alias('recipe_folds', 'folds')
 HOLDERS = (SPLITS, TRAIN_FRACTION, C, SCALING, SOLVERS, TOL, MAX_ITER, N_JOBS, RECIPE_STEPS,
            RECIPE_CS, RECIPE_FOLDS)
 
 
 def methods() -> list[str]:
-  """--solvers by their current names, after checking every flag here (but the split flags,
-  which need the datasets: `data_flags.check_split_flags`)."""
+  """--solvers by their current names. (`cli.run` has checked the shared flags; the split
+  flags need the datasets: `data_flags.check_split_flags`.)"""
   names = cli.choices(SOLVERS, evaluation.METHODS + tuple(evaluation.RENAMED))
-  cli.positive(C)
-  if TOL.value is not None:
-    cli.positive(TOL)
-  cli.at_least(MAX_ITER, 1)
-  cli.processes(N_JOBS)
-  if 'recipe' in names:
-    if RECIPE_STEPS.value:   # none at all is the paper's L1 at C = 1
-      cli.choices(RECIPE_STEPS, recipe.STEPS)
-    cli.positive_numbers(RECIPE_CS)
-    cli.at_least(RECIPE_FOLDS, 2)
   return [evaluation.method_name(name) for name in names]
 
 

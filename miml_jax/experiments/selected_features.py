@@ -18,6 +18,7 @@ from absl import flags
 
 from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import input_flags
 from miml_jax import runtime_flags
 from miml_jax import safefile
@@ -26,12 +27,12 @@ from miml_jax import splits
 from miml_jax.experiments import data_flags
 from miml_jax.solvers import fit_logistic
 
-_SPLITS = flags.DEFINE_integer('splits', 5, 'Table 1 splits to fit (first ones, same seed).')
-_C = flags.DEFINE_float('C', 1.0, 'Inverse regularisation strength.')
-_SCALING = flags.DEFINE_enum('scaling', 'standardize', list(scaling.KINDS), 'Feature scaling.')
-_TOL = flags.DEFINE_float('tol', 1e-6, 'Solver tolerance.')
-_MAX_ITER = flags.DEFINE_integer('max_iter', 20_000, 'Solver iteration cap.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
+_SPLITS = common_flags.splits(default=5)
+_C = common_flags.C()
+_SCALING = common_flags.scaling_kind()
+_TOL = common_flags.tol(default=1e-6)
+_MAX_ITER = common_flags.max_iter()
+_OUTPUT_DIR = common_flags.output_dir()
 flags.adopt_module_key_flags(data_flags)
 flags.adopt_module_key_flags(input_flags)
 
@@ -74,10 +75,6 @@ def plot(result: dict, path: str) -> None:
 
 def main(argv):
   cli.no_arguments(argv)
-  cli.positive(_C)
-  cli.positive(_TOL)
-  cli.at_least(_MAX_ITER, 1)
-  cli.at_least(_SPLITS, 1)
   source = data_flags.one_source()
   out = data_flags.check_results(os.path.join(_OUTPUT_DIR.value, f'selected_{source.name}'),
                                  ('.json', '.csv', '.png'), source.inputs,

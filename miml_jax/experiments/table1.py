@@ -26,6 +26,7 @@ from absl import logging
 
 from miml_jax import atomic
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import evaluation
 from miml_jax import input_flags
 from miml_jax import paper
@@ -37,7 +38,7 @@ from miml_jax.experiments import data_flags
 from miml_jax.experiments import protocol_flags
 from miml_jax.features import store
 
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results', 'Folder for the results.')
+_OUTPUT_DIR = common_flags.output_dir()
 flags.FLAGS.set_default('solvers', ['newton_l1', 'newton_l2', 'recipe'])
 flags.FLAGS['solvers'].help += (' Default: the paper\'s two methods and our recipe; '
                                 'liblinear_l1 and liblinear_paper check them against liblinear '

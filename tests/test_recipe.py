@@ -10,6 +10,7 @@ from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.solvers import fit_logistic
 from miml_jax.errors import UserError
+from miml_jax.protocol import Protocol
 
 
 def _problem(n=90, d=40, q=3, seed=0):
@@ -42,7 +43,7 @@ def test_platt_matches_sklearn_on_smoothed_targets():
 def test_no_steps_is_the_papers_l1():
   X, Y = _problem()
   masks = splits.random_splits(len(X), 2, 2 / 3, seed=0)
-  ours = evaluation.run_recipe(X, Y, masks, steps=())
+  ours = evaluation.run_recipe(X, Y, masks, Protocol(recipe_steps=()))
   paper = evaluation.run_method('newton_l1', X, Y, masks)
   # The same problems, solved on the training rows alone rather than under a mask: equal to
   # the solver tolerance.
@@ -55,16 +56,16 @@ def test_choices_never_see_the_test_rows(steps):
   """Changing the test rows' labels changes nothing; changing a training label does."""
   X, Y = _problem(seed=2)
   masks = splits.random_splits(len(X), 1, 2 / 3, seed=3)
-  kwargs = dict(steps=steps, Cs=(0.1, 1.0), folds=3)
-  base = evaluation.run_recipe(X, Y, masks, **kwargs)
+  protocol = Protocol(recipe_steps=steps, Cs=(0.1, 1.0), folds=3)
+  base = evaluation.run_recipe(X, Y, masks, protocol)
   other = Y.copy()
   other[~masks[0]] = 1 - other[~masks[0]]
-  np.testing.assert_array_equal(evaluation.run_recipe(X, other, masks, **kwargs).decisions,
+  np.testing.assert_array_equal(evaluation.run_recipe(X, other, masks, protocol).decisions,
                                 base.decisions)
   other = Y.copy()
   first = np.flatnonzero(masks[0])[:5]
   other[first] = 1 - other[first]
-  assert not np.array_equal(evaluation.run_recipe(X, other, masks, **kwargs).decisions,
+  assert not np.array_equal(evaluation.run_recipe(X, other, masks, protocol).decisions,
                             base.decisions)
 
 
@@ -118,7 +119,8 @@ def test_an_interrupted_run_resumes_from_its_finished_splits(tmp_path, monkeypat
   X, Y = _problem(seed=5)
   masks = splits.random_splits(len(X), 3, 2 / 3, seed=0)
   # With a progress bar the splits go in groups (of one here: 3 splits, up to 5 updates).
-  whole = evaluation.run_recipe(X, Y, masks, folds=2, progress=True)
+  two_folds = Protocol(folds=2)
+  whole = evaluation.run_recipe(X, Y, masks, two_folds, progress=True)
   real, calls, interrupted = recipe.fit_recipes, [], []
 
   def dying(*args, seeds, **kwargs):
@@ -130,15 +132,15 @@ def test_an_interrupted_run_resumes_from_its_finished_splits(tmp_path, monkeypat
 
   monkeypatch.setattr(recipe, 'fit_recipes', dying)
   with pytest.raises(KeyboardInterrupt):
-    evaluation.run_recipe(X, Y, masks, folds=2, parts_dir=tmp_path / 'parts', progress=True)
+    evaluation.run_recipe(X, Y, masks, two_folds, parts_dir=tmp_path / 'parts', progress=True)
   assert len(list((tmp_path / 'parts').iterdir())) == 1
-  resumed = evaluation.run_recipe(X, Y, masks, folds=2, parts_dir=tmp_path / 'parts',
+  resumed = evaluation.run_recipe(X, Y, masks, two_folds, parts_dir=tmp_path / 'parts',
                                   progress=True)
   assert calls == [[0], [1], [1], [2]]
   np.testing.assert_array_equal(resumed.decisions, whole.decisions)
   # Other settings (or data) do not take the saved splits; without a bar, one batch.
   calls.clear()
-  evaluation.run_recipe(X, Y, masks, folds=3, parts_dir=tmp_path / 'parts')
+  evaluation.run_recipe(X, Y, masks, Protocol(folds=3), parts_dir=tmp_path / 'parts')
   assert calls == [[0, 1, 2]]
 
 
@@ -148,9 +150,9 @@ def test_table1_recipe_takes_over_the_newton_fits_with_the_same_results():
   problems): the same decisions as solving them again, and the reuse is recorded."""
   X, Y = _problem(seed=7)
   masks = splits.random_splits(len(X), 2, 2 / 3, seed=0)
-  kwargs = dict(recipe_kwargs={'folds': 2})
-  alone = evaluation.run(X, Y, masks, ['recipe'], **kwargs)['recipe']
-  together = evaluation.run(X, Y, masks, ['recipe', 'newton_l1', 'newton_l2'], **kwargs)
+  alone = evaluation.run(X, Y, masks, Protocol(methods=('recipe',), folds=2))['recipe']
+  together = evaluation.run(X, Y, masks,
+                            Protocol(methods=('recipe', 'newton_l1', 'newton_l2'), folds=2))
   assert list(together) == ['recipe', 'newton_l1', 'newton_l2']
   assert alone.reused == () and together['recipe'].reused == ('newton_l1', 'newton_l2')
   np.testing.assert_allclose(together['recipe'].decisions, alone.decisions, rtol=1e-4,

@@ -25,6 +25,7 @@ from miml_jax import atomic
 from miml_jax import cli
 from miml_jax import common_flags
 from miml_jax import evaluation
+from miml_jax import protocol
 from miml_jax import outputs
 from miml_jax import recipe
 from miml_jax import runtime_flags
@@ -43,7 +44,7 @@ _SEED = common_flags.seed()
 _PENALTIES = common_flags.penalties()
 _SCALING = common_flags.scaling_kind()
 _C = common_flags.C()
-_JAX_TOL = common_flags.tol(default=evaluation.JAX_TOL)
+_JAX_TOL = common_flags.tol(default=protocol.METHODS['newton_l1'].tol)
 _MAX_ITER = common_flags.max_iter()
 _LIBLINEAR_TOLS = flags.DEFINE_list(
     'liblinear_tols', ['1e-8'], 'liblinear tolerances to time; the first, the tightest, gives '

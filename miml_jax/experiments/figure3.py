@@ -11,7 +11,6 @@ saved after every training size, and a rerun skips the sizes already in the JSON
 """
 
 import csv
-import json
 import os
 import shutil
 
@@ -132,9 +131,10 @@ def train_sizes(n_train: int) -> list[int]:
 
 def main(argv):
   cli.no_arguments(argv)
-  solvers = protocol_flags.methods()
+  protocol = protocol_flags.protocol()
+  solvers = list(protocol.methods)
   source = data_flags.one_source()
-  n_splits, fraction = protocol_flags.SPLITS.value, protocol_flags.TRAIN_FRACTION.value
+  n_splits, fraction = protocol.splits, protocol.train_fraction
   data_flags.check_split_flags(protocol_flags.SPLITS, protocol_flags.TRAIN_FRACTION, [source])
   sizes = train_sizes(int(round(fraction * source.n_images)))
   out = data_flags.check_results(os.path.join(_OUTPUT_DIR.value, f'figure3_{source.name}'),
@@ -142,13 +142,11 @@ def main(argv):
   runtime_flags.apply()
   dataset_name, data = source.name, source.load()
   X, Y = data.features, data.labels.astype(np.float64)
-  full = splits.random_splits(len(X), n_splits, fraction, data_flags.SEED.value)
+  full = protocol.masks(len(X))
+  # The whole protocol (tolerance, iteration cap and the recipe's settings too): a rerun with
+  # other settings starts over rather than mixing their points.
   settings = {'format': FORMAT, 'dataset': dataset_name, 'n_images': int(len(X)),
-              'splits': n_splits, 'seed': data_flags.SEED.value,
-              'train_fraction': fraction, 'C': protocol_flags.C.value,
-              'scaling': protocol_flags.SCALING.value,
-              'weights_sha256': data.attrs['weights_sha256'],
-              'methods': solvers}
+              'weights_sha256': data.attrs['weights_sha256'], **protocol.to_json()}
   result = {**settings, 'points': {m: [] for m in solvers},
             'best_baseline': paper.best_baseline(dataset_name)
             if dataset_name in paper.TABLE1 else None}
@@ -167,10 +165,9 @@ def main(argv):
       if done(k):
         continue
       # The first k rows of each Table 1 split's own permutation: nested in its training part.
-      masks = splits.random_splits(len(X), n_splits, seed=data_flags.SEED.value,
-                                   n_train=k)
-      runs = evaluation.run(X, Y, masks, solvers, test_masks=~full, parts_dir=out + '.parts',
-                            **protocol_flags.run_kwargs())
+      masks = splits.random_splits(len(X), n_splits, seed=protocol.seed, n_train=k)
+      runs = evaluation.run(X, Y, masks, protocol, test_masks=~full, parts_dir=out + '.parts',
+                            n_jobs=protocol_flags.N_JOBS.value, progress=True)
       for method, r in runs.items():
         result['points'][method] = sorted(
             [p for p in result['points'][method] if p['train_images'] != k]

@@ -1,22 +1,23 @@
 """The flags of the paper's protocol that table1 and figure3 share (splits, C, scaling, methods,
 tolerance, iteration cap, liblinear processes, the recipe's steps, grid and folds), and the
-keyword arguments of `evaluation.run` they give. Those other commands take too are defined in
+`miml_jax.protocol.Protocol` they make. Those other commands take too are defined in
 `miml_jax.common_flags`."""
 
 from absl import flags
 
 from miml_jax import cli
 from miml_jax import common_flags
-from miml_jax import evaluation
+from miml_jax import protocol as protocol_lib
+from miml_jax.experiments import data_flags
 
 SPLITS = common_flags.splits()
 TRAIN_FRACTION = flags.DEFINE_float('train_fraction', 2 / 3, 'Training share of each split.')
 C = common_flags.C()
 SCALING = common_flags.scaling_kind()
 SOLVERS = flags.DEFINE_list('solvers', ['newton_l1', 'newton_l2'],
-                            f'Methods, of {", ".join(evaluation.METHODS)}.')
+                            f'Methods, of {", ".join(protocol_lib.METHODS)}.')
 TOL = common_flags.tol(default_help='each method its own, ' + ', '.join(
-    f'{k} {v:g}' for k, v in evaluation.TOLS.items()))
+    f'{k} {v:g}' for k, v in protocol_lib.default_tols().items()))
 MAX_ITER = common_flags.max_iter()
 N_JOBS = common_flags.n_jobs()
 RECIPE_STEPS = common_flags.recipe_steps()
@@ -29,17 +30,16 @@ HOLDERS = (SPLITS, TRAIN_FRACTION, C, SCALING, SOLVERS, TOL, MAX_ITER, N_JOBS, R
            RECIPE_CS, RECIPE_FOLDS)
 
 
-def methods() -> list[str]:
-  """--solvers by their current names. (`cli.run` has checked the shared flags; the split
-  flags need the datasets: `data_flags.check_split_flags`.)"""
-  names = cli.choices(SOLVERS, evaluation.METHODS + tuple(evaluation.RENAMED))
-  return [evaluation.method_name(name) for name in names]
+# The flags that only the recipe reads.
+RECIPE_HOLDERS = (RECIPE_STEPS, RECIPE_CS, RECIPE_FOLDS)
 
 
-def run_kwargs() -> dict:
-  """The keyword arguments of `evaluation.run` the flags give."""
-  return dict(C=C.value, scaling_kind=SCALING.value, tol=TOL.value, max_iter=MAX_ITER.value,
-              n_jobs=N_JOBS.value, progress=True,
-              recipe_kwargs={'steps': tuple(RECIPE_STEPS.value or ()),
-                             'Cs': tuple(cli.positive_numbers(RECIPE_CS)),
-                             'folds': RECIPE_FOLDS.value})
+def protocol() -> protocol_lib.Protocol:
+  """The protocol the flags give, methods by their current names. (`cli.run` has checked the
+  shared flags; the split flags need the datasets: `data_flags.check_split_flags`.)"""
+  names = cli.choices(SOLVERS, tuple(protocol_lib.METHODS) + tuple(protocol_lib.RENAMED))
+  return protocol_lib.Protocol(
+      methods=tuple(names), splits=SPLITS.value, train_fraction=TRAIN_FRACTION.value,
+      seed=data_flags.SEED.value, C=C.value, scaling=SCALING.value, tol=TOL.value,
+      max_iter=MAX_ITER.value, recipe_steps=tuple(RECIPE_STEPS.value or ()),
+      Cs=tuple(cli.positive_numbers(RECIPE_CS)), folds=RECIPE_FOLDS.value)

@@ -280,11 +280,11 @@ def test_ctrl_c_ends_in_one_line_and_resumes(tmp_path):
     ('miml_jax.experiments.table1', ['--n_jobs=0'], '--n_jobs'),
     ('miml_jax.experiments.figure3', ['--train_sizes=1,5'], '--train_sizes must lie in 2..'),
     ('miml_jax.experiments.c_selection', ['--Cs=1,0'], '--Cs must hold finite positive'),
-    ('miml_jax.experiments.c_selection', ['--folds=1'], '--folds must be in 2..'),
+    ('miml_jax.experiments.c_selection', ['--folds=1'], '--folds must be at least 2'),
     ('miml_jax.experiments.c_selection', ['--folds=100'], '--folds must be in 2..'),
     ('miml_jax.tag', ['train', '--C=inf'], '--C must be a finite positive'),
     ('miml_jax.tag', ['train', '--Cs=0.1,nan'], '--Cs must hold finite positive'),
-    ('miml_jax.tag', ['train', '--C=cv', '--folds=1'], '--folds must be in 2..'),
+    ('miml_jax.tag', ['train', '--C=cv', '--folds=1'], '--folds must be at least 2'),
     ('miml_jax.tag', ['train', '--image_size=16'], 'image size must be in 32..'),
     ('miml_jax.features', ['--batch_size=0'], 'batch size must be in 1..'),
 ])

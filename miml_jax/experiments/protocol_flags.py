@@ -38,6 +38,7 @@ def protocol() -> protocol_lib.Protocol:
   """The protocol the flags give, methods by their current names. (`cli.run` has checked the
   shared flags; the split flags need the datasets: `data_flags.check_split_flags`.)"""
   names = cli.choices(SOLVERS, tuple(protocol_lib.METHODS) + tuple(protocol_lib.RENAMED))
+  cli.fraction(TRAIN_FRACTION)   # named by its flag, before the protocol's own check
   return protocol_lib.Protocol(
       methods=tuple(names), splits=SPLITS.value, train_fraction=TRAIN_FRACTION.value,
       seed=data_flags.SEED.value, C=C.value, scaling=SCALING.value, tol=TOL.value,

@@ -89,7 +89,8 @@ def run_dataset(dataset_name: str, data, protocol, out: str) -> float:
       print(lines)
   safefile.write_json(out + '.json', result)
   verdicts = f'\n{verdicts}\n' if verdicts else ''
-  atomic.write_text(out + '.md', f'# Table 1, {dataset_name}\n\n```\n{command_line(protocol)}\n```\n\n'
+  atomic.write_text(out + '.md', f'# Table 1, {dataset_name}\n\n```\n{command_line(protocol)}'
+                    '\n```\n\n'
                     f'{table}{verdicts}\nOurs against liblinear (same problems):\n\n```\n'
                     f'{json.dumps(result["solver_agreement"], indent=2)}\n```\n')
   with atomic.atomic_path(out + '.npz', '.npz') as tmp, open(tmp, 'wb') as f:

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from miml_jax import sharding
 from miml_jax.solvers import design as splits_design
+from miml_jax.solvers import steps
 from miml_jax.solvers.objective import HIGHEST as _HIGHEST
 from miml_jax.solvers.objective import loss_terms as _loss_terms
 from miml_jax.solvers.objective import optimality
@@ -49,9 +50,6 @@ from miml_jax.solvers.problem import zero_weights
 # Bisection/Newton steps of the metric prox's scalar root: bisection alone halves the bracket
 # each step, so 100 reach float64's resolution from any bracket; Newton usually ends it in 2-3.
 _ROOT_STEPS = 100
-# Step lengths 1, 1/2, ..., 1/2^11 tried at once for a Newton step: below 1/2^11 a step is not
-# worth its product with the data.
-_NEWTON_LENGTHS = 12
 # Power iterations for the metric's top eigenvalue: within a few % (and then scaled up by 5%).
 _POWER_STEPS = 50
 # The stopping measure costs one more product with the data: taken every 10 iterations, it adds
@@ -292,12 +290,13 @@ def solve(problem: Problem, z0, tol, *, penalty, max_iter, newton_every, newton_
     xa = xa * free[..., None]
     weight = jnp.moveaxis(C * prob * (1.0 - prob) * m3, 1, 2)          # (S, L, n)
     hess = jnp.einsum('slkn,sln,sljn->slkj', xa, weight, xa, precision=_HIGHEST)
-    ridge = 1e-6 * jnp.maximum(jnp.trace(hess, axis1=-2, axis2=-1) / block, jnp.finfo(dtype).tiny)
+    ridge = steps.RIDGE * jnp.maximum(jnp.trace(hess, axis1=-2, axis2=-1) / block,
+                                      jnp.finfo(dtype).tiny)
     diag = jnp.where(free, ridge[..., None] + (1.0 if penalty == 'l2' else 0.0), 1.0)
     hess = hess + diag[..., None] * jnp.eye(block, dtype=dtype)
     delta = -jnp.linalg.solve(hess, grad[..., None])[..., 0]
     delta = jnp.where(free & jnp.isfinite(delta), delta, 0.0)
-    lengths = 0.5 ** jnp.arange(_NEWTON_LENGTHS, dtype=dtype)
+    lengths = 0.5 ** jnp.arange(steps.LENGTHS, dtype=dtype)   # the Newton solvers', less 0
     z_try = z_a[..., None, :] + lengths[:, None] * delta[..., None, :]  # (S, L, J, K)
     if penalty == 'l1':
       z_try = jnp.where(jnp.sign(z_try) == sigma[..., None, :], z_try, 0.0)

@@ -20,7 +20,7 @@ from miml_jax.solvers import newton_cg
 from miml_jax.solvers import prox_newton
 from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.problem import make_problem
-from miml_jax.solvers.problem import MATRIX_FREE_ROWS
+from miml_jax.solvers.problem import matrix_free
 from miml_jax.solvers.problem import scaled_weights
 
 METHODS = ('auto', 'fista', 'newton')
@@ -117,7 +117,7 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
                          newton_every=None if newton_every is None else int(newton_every),
                          newton_block=prox_newton.BLOCK if newton_block is None
                          else int(newton_block))
-  elif penalty == 'l2' and problem.rows.shape[1] >= MATRIX_FREE_ROWS:
+  elif penalty == 'l2' and matrix_free(problem):
     solver = newton_cg.NewtonCGL2(tol=float(tol), max_iter=int(max_iter))
   elif penalty == 'l2':
     solver = newton.NewtonL2(tol=float(tol), max_iter=int(max_iter))

@@ -73,6 +73,19 @@ class NewtonL2:
                                             left=self.max_iter - int(n_iter[~done].max()))
     return params, result
 
+  def init_state(self, problem: Problem, init=None) -> steps.NewtonState:
+    """The loop state at init (S, D, L) (scaled weights; None: 0), as `run` starts."""
+    return start(problem, zero_weights(problem) if init is None else init)
+
+  def update(self, problem: Problem, state: steps.NewtonState
+             ) -> tuple[Params, steps.NewtonState]:
+    """One iteration from `state`, for every problem of the batch (`run`'s, without the shrinking
+    batch): its weights in raw units, and the state after it. (It forms the rows' Gram matrix
+    again: for following one iteration, not for speed.)"""
+    (params, _), state = solve(problem, state, jnp.asarray(self.tol, problem.X.dtype),
+                               jnp.asarray(1, jnp.int32), False)
+    return params, state
+
 
 def _training_rows(problem: Problem):
   """Each split's scaled training rows, materialised: (S, m, D), 0 on padding; their labels as
@@ -134,10 +147,7 @@ def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, compact):
   def body(s):
     g, curv = gradient(s.z, s.xz)
     gnorm = jnp.linalg.norm(g, axis=1) / g0
-    converged = ~s.done & (gnorm <= tol)
-    # A step F could not tell from rounding is kept only if it lowered the gradient's norm.
-    revert = ~s.done & ~converged & s.tentative & (gnorm >= s.kkt_prev)
-    done = s.done | converged | revert
+    converged, revert, done = steps.progress(s, gnorm, tol)
     r = jnp.sqrt(curv)                                                  # (S, m, L)
     xg = jnp.einsum('smd,sdl->sml', Xs, g, precision=HIGHEST)           # X̃g
     inner = eye + r.transpose(0, 2, 1)[..., :, None] * gram[:, None] * r.transpose(0, 2, 1)[
@@ -183,17 +193,10 @@ def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, compact):
   g0 = jnp.maximum(jnp.linalg.norm(gradient(jnp.zeros_like(state.z), jnp.zeros_like(state.xz))[0],
                                    axis=1), jnp.finfo(dtype).tiny)
 
-  def going(carry):
-    s, it = carry
-    return (it < max_iter) & ~jnp.all(s.done) & ~(compact & batches.fits_smaller(~s.done))
-
-  s, _ = jax.lax.while_loop(going, lambda c: (body(c[0]), c[1] + 1),
-                            (state, jnp.zeros((), jnp.int32)))
+  s = steps.iterate(body, state, max_iter, compact)
   gnorm = jnp.linalg.norm(gradient(s.z, s.xz)[0], axis=1) / g0
-  converged = s.converged | (gnorm <= tol)
-  kkt = jnp.where(s.done, s.kkt, gnorm)
   coef = s.z[:, :dim, :] / scale[..., None]
   intercept = -jnp.einsum('sd,sdl->sl', shift, coef, precision=HIGHEST)
   if fit_intercept:
     intercept = intercept + intercept_scaling * s.z[:, dim, :]
-  return (Params(coef, intercept), SolverState(s.n_iter, kkt, s.f, converged)), s
+  return steps.finish(s, gnorm, tol, coef, intercept), s

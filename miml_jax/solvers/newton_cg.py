@@ -99,10 +99,7 @@ def solve(problem: Problem, z0, tol, *, max_iter, max_cg=MAX_CG) -> tuple[Params
     g, curv = gradient(s.z, s.xz)
     gnorm = jnp.linalg.norm(g, axis=1)
     kkt = gnorm / g0
-    converged = ~s.done & (kkt <= tol)
-    # A step F could not tell from rounding is kept only if it lowered the gradient's norm.
-    revert = ~s.done & ~converged & s.tentative & (kkt >= s.kkt_prev)
-    done = s.done | converged | revert
+    converged, revert, done = steps.progress(s, kkt, tol)
     hessian_times = lambda v: v + splits_design.margins_transpose(
         design, curv * splits_design.margins(design, v))
     forcing = jnp.minimum(0.5, jnp.sqrt(kkt))
@@ -129,10 +126,6 @@ def solve(problem: Problem, z0, tol, *, max_iter, max_cg=MAX_CG) -> tuple[Params
   z0 = z0.astype(dtype)
   xz0 = splits_design.margins(design, z0)
   state = steps.start(z0, xz0, f_of(z0, xz0))
-  s, _ = jax.lax.while_loop(lambda c: (c[1] < max_iter) & ~jnp.all(c[0].done),
-                            lambda c: (body(c[0]), c[1] + 1), (state, jnp.zeros((), jnp.int32)))
+  s = steps.iterate(body, state, max_iter)
   kkt = jnp.linalg.norm(gradient(s.z, s.xz)[0], axis=1) / g0
-  converged = s.converged | (kkt <= tol)
-  coef, intercept = splits_design.raw_weights(design, s.z, shift)
-  return Params(coef, intercept), SolverState(s.n_iter, jnp.where(s.done, s.kkt, kkt), s.f,
-                                              converged)
+  return steps.finish(s, kkt, tol, *splits_design.raw_weights(design, s.z, shift))

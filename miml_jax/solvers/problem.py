@@ -30,6 +30,12 @@ from miml_jax import sharding
 MATRIX_FREE_ROWS = 2048
 
 
+def matrix_free(problem: 'Problem') -> bool:
+  """Whether the Newton solvers touch `problem`'s Hessians through products with the shared data
+  only (`MATRIX_FREE_ROWS`): the one place that chooses, for L1 and L2."""
+  return problem.rows.shape[1] >= MATRIX_FREE_ROWS
+
+
 @flax.struct.dataclass
 class Problem:
   """Split s, label j: rows where mask[s] is 1, features (X - shift[s]) / scale[s] (plus liblinear's

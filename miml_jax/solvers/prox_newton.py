@@ -59,7 +59,7 @@ from miml_jax.solvers.objective import HIGHEST
 from miml_jax.solvers.objective import loss_terms
 from miml_jax.solvers.objective import min_norm_subgradient
 from miml_jax.solvers.objective import optimality
-from miml_jax.solvers.problem import MATRIX_FREE_ROWS
+from miml_jax.solvers.problem import matrix_free
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
@@ -83,9 +83,7 @@ _FISTA_STEPS = 100
 _MATRIX_FREE_STEPS = 30
 # Power iterations for the model's top eigenvalue (then scaled up by 10%).
 _POWER_STEPS = 15
-# The model's ridge, relative to its mean curvature: keeps the Cholesky factorisation defined
-# for columns without curvature, and is too small to change a step otherwise.
-_RIDGE = 1e-6
+
 SUBPROBLEMS = ('cd', 'fista', 'matrix_free')
 # Most conjugate-gradient steps of the matrix-free orthant Newton step.
 _CG_STEPS = 50
@@ -110,34 +108,50 @@ class ProxNewtonL1:
     the working set starts with their non-zero coordinates."""
     subproblem = self.subproblem
     if subproblem is None:
-      subproblem = default_subproblem(problem.rows.shape[1])
+      subproblem = default_subproblem(problem)
     z = zero_weights(problem, mesh) if init is None else init
     tol = jnp.asarray(self.tol, problem.X.dtype)
     return solve_growing(problem, tol, z, mesh=mesh, max_iter=self.max_iter, block=self.block,
                          subproblem=subproblem)
 
+  def init_state(self, problem: Problem, init=None) -> '_State':
+    """The loop state at init (S, D, L) (scaled weights; None: 0), as `run` starts."""
+    return start(problem, zero_weights(problem) if init is None else init)
 
-def default_subproblem(rows: int) -> str:
-  """The inner method for problems of `rows` training rows per split (`ProxNewtonL1`)."""
-  if rows >= MATRIX_FREE_ROWS:
+  def update(self, problem: Problem, state: '_State') -> tuple[Params, '_State']:
+    """One iteration from `state` at this solver's block, for every problem of the batch (`run`'s,
+    without the shrinking batch and the growing block): its weights in raw units, and the state
+    after it."""
+    subproblem = self.subproblem or default_subproblem(problem)
+    (params, _), state = solve(problem, state, jnp.asarray(self.tol, problem.X.dtype),
+                               jnp.asarray(1, jnp.int32), False, block=self.block,
+                               subproblem=subproblem)
+    return params, state
+
+
+def default_subproblem(problem: Problem) -> str:
+  """The inner method for `problem` (`ProxNewtonL1`)."""
+  if matrix_free(problem):
     return 'matrix_free'
   return 'cd' if jax.devices()[0].platform == 'cpu' else 'fista'
 
 
 class _State(NamedTuple):
+  """`steps.NewtonState` (kkt: the minimum-norm subgradient's 1-norm, relative to its value at
+  0) and the working set's bookkeeping; (S, L) per problem unless said."""
   z: jax.Array         # (S, D, L)
   xz: jax.Array        # (S, n, L) margins X̃z
-  f: jax.Array         # (S, L)
+  f: jax.Array
   z_prev: jax.Array    # (S, D, L) the point before the last step, f and stopping measure there
   f_prev: jax.Array
   kkt_prev: jax.Array
-  tentative: jax.Array  # (S, L) the last step lowered F by no more than its rounding
-  n_iter: jax.Array    # (S, L)
+  tentative: jax.Array  # the last step lowered F by no more than its rounding
+  n_iter: jax.Array
   converged: jax.Array
   done: jax.Array
-  crowded: jax.Array   # (S, L) consecutive iterations the support filled the working set
-  full: jax.Array      # (S, L) stopped because the support outgrew the working set
-  kkt: jax.Array       # (S, L) minimum-norm subgradient's 1-norm, relative to its value at 0
+  kkt: jax.Array
+  crowded: jax.Array   # consecutive iterations the support filled the working set
+  full: jax.Array      # stopped because the support outgrew the working set
 
 
 def _coordinate_descent(H, diag, g, z, sweeps):
@@ -246,7 +260,7 @@ def _matrix_free_candidates(design, z, xz, g, ysign, mask, C, t, kkt):
   hessian_times = lambda v: natural(splits_design.margins_transpose(
       design, curvature * splits_design.margins(design, natural(v))))
   zt, gt = natural(z), natural(g)
-  ridge = _RIDGE * jnp.maximum(natural(curvature).sum(-1), jnp.finfo(z.dtype).tiny)
+  ridge = steps.RIDGE * jnp.maximum(natural(curvature).sum(-1), jnp.finfo(z.dtype).tiny)
   inner = _accelerated_prox_gradient(hessian_times, ridge, gt, zt, _MATRIX_FREE_STEPS)
   newton, sigma = _orthant_newton_cg(hessian_times, ridge, gt, zt, inner,
                                      jnp.minimum(0.5, jnp.sqrt(kkt)))
@@ -314,9 +328,8 @@ def start(problem: Problem, z0) -> _State:
   xz = splits_design.margins(design, z0)
   f = jnp.abs(z0).sum(axis=1) + C * loss_terms(xz, (2.0 * problem.Y - 1.0)[None],
                                                problem.mask[..., None])
-  no, zero = jnp.zeros((S, L), bool), jnp.zeros((S, L), jnp.int32)
-  one = jnp.ones((S, L), problem.X.dtype)
-  return _State(z0, xz, f, z0, f, one, no, zero, no, no, zero, no, one)
+  return _State(**steps.start(z0, xz, f)._asdict(), crowded=jnp.zeros((S, L), jnp.int32),
+                full=jnp.zeros((S, L), bool))
 
 
 @functools.partial(jax.jit, static_argnames=('block', 'subproblem'))
@@ -355,10 +368,7 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
     sub = min_norm_subgradient(s.z, g)
     total_violation = jnp.abs(sub).sum(axis=1)                            # (S, L)
     kkt = total_violation / kkt0
-    converged = ~s.done & (kkt <= tol)
-    # A step F could not tell from rounding is kept only if it lowered the stopping measure.
-    revert = ~s.done & ~converged & s.tentative & (kkt >= s.kkt_prev)
-    done = s.done | converged | revert
+    converged, revert, done = steps.progress(s, kkt, tol)
 
     zt, gt = jnp.moveaxis(s.z, 1, 2), jnp.moveaxis(g, 1, 2)               # (S, L, D)
     idx, outside = _working_set(zt, jnp.moveaxis(sub, 1, 2), K)          # (S, L, K), (S, L)
@@ -375,7 +385,7 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
       x_w = splits_design.columns(design, rows, idx)                      # (S, L, K, m)
       H = jnp.einsum('slkm,slm,sljm->slkj', x_w, curvature, x_w, precision=HIGHEST)
       h_diag = jnp.diagonal(H, axis1=-2, axis2=-1)
-      ridge = _RIDGE * jnp.maximum(h_diag.mean(axis=-1), jnp.finfo(dtype).tiny)
+      ridge = steps.RIDGE * jnp.maximum(h_diag.mean(axis=-1), jnp.finfo(dtype).tiny)
       z_try = _candidates(H, h_diag, ridge, g_w, z_w, t, subproblem)     # (S, L, 2J, K)
       xz_try = (xz_rows[..., None, :]
                 + jnp.einsum('slkm,sljk->sljm', x_w, z_try - z_w[..., None, :],
@@ -395,31 +405,16 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
                               s.crowded, s.full)
     # Margins recomputed from z, not accumulated, so that rounding does not drift.
     xz = splits_design.margins(design, z)
-    return _State(
-        z=z, xz=xz, f=jnp.where(move, total(z, xz), jnp.where(revert, s.f_prev, s.f)),
-        z_prev=jnp.where(move[:, None, :], s.z, s.z_prev),
-        f_prev=jnp.where(move, s.f, s.f_prev), kkt_prev=jnp.where(move, kkt, s.kkt_prev),
-        tentative=tentative,
-        n_iter=s.n_iter + (~done).astype(jnp.int32),
-        converged=s.converged | converged,
-        done=done | ~move | full, crowded=crowded, full=full,
-        kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, kkt)))
+    s = steps.advance(s, z, xz, total, kkt=kkt, move=move, tentative=tentative, revert=revert,
+                      converged=converged, done=done)
+    return s._replace(done=s.done | full, crowded=crowded, full=full)
 
   kkt0 = jnp.maximum(optimality(jnp.zeros_like(state.z), gradient(jnp.zeros_like(state.xz)),
                                 'l1'), jnp.finfo(dtype).tiny)
 
-  def going(carry):
-    s, it = carry
-    return (it < max_iter) & ~jnp.all(s.done) & ~(compact & batches.fits_smaller(~s.done))
-
-  s, _ = jax.lax.while_loop(going, lambda c: (body(c[0]), c[1] + 1),
-                            (state, jnp.zeros((), jnp.int32)))
-  # The last iterate's own stopping measure (the loop may end on its step).
+  s = steps.iterate(body, state, max_iter, compact)
   kkt = optimality(s.z, gradient(s.xz), 'l1') / kkt0
-  converged = s.converged | (kkt <= tol)
-  coef, intercept = splits_design.raw_weights(design, s.z, shift)
-  solver_state = SolverState(s.n_iter, jnp.where(s.done, s.kkt, kkt), s.f, converged)
-  return (Params(coef, intercept), solver_state), s
+  return steps.finish(s, kkt, tol, *splits_design.raw_weights(design, s.z, shift)), s
 
 
 def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem):

@@ -1,4 +1,10 @@
-"""The step-length search the Newton solvers share: several lengths tried at once, one chosen.
+"""The skeleton the Newton solvers share: their loop state, the step-length search (several
+lengths tried at once, one chosen), the progress check, the loop and the clean-up.
+
+A solver's iteration `body(state) -> state` measures its stopping measure at state.z, asks
+`progress` which problems are converged, reverted or done, searches the lengths (`lengths`,
+`choose`) and moves (`advance`); `iterate` runs it, and `finish` turns the last state into
+(Params, SolverState).
 
 Along each candidate direction the solvers evaluate F at the step lengths 1, 1/2, ..., 1/2^11
 and 0 in one batch (their margins are linear in the length, so this costs no extra product with
@@ -11,9 +17,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from miml_jax.solvers import batches
+from miml_jax.solvers.problem import Params
+from miml_jax.solvers.problem import SolverState
+
 # Newton's step is nearly always taken whole; the shorter ones are the safeguard where float32
 # rounding spoils it, and below 1/2^11 a step is not worth an iteration.
 LENGTHS = 12
+# The working-set model's ridge, relative to its mean curvature: keeps a Cholesky factorisation
+# defined for columns without curvature, and is too small to change a step otherwise.
+RIDGE = 1e-6
 # A step must lower F by more than this many eps of |F| to count as progress: below, the change
 # is the rounding of F's sum.
 PROGRESS_EPS = 2
@@ -73,11 +86,48 @@ def advance(s: NewtonState, z, xz, f_of, *, kkt, move, tentative, revert, conver
             done) -> NewtonState:
   """The state after an iteration that measured `kkt` at s.z and moved to z (margins xz) where
   `move`, or back to s.z_prev where `revert` (a tentative step that did not lower the measure).
-  A problem not `done` that cannot `move` is done: no step length lowers F any more."""
-  return NewtonState(
+  A problem not `done` that cannot `move` is done: no step length lowers F any more. s may be
+  any NamedTuple with NewtonState's fields (a solver's own state, with more): its type stays."""
+  return s._replace(
       z=z, xz=xz, f=jnp.where(move, f_of(z, xz), jnp.where(revert, s.f_prev, s.f)),
       z_prev=jnp.where(move[:, None, :], s.z, s.z_prev),
       f_prev=jnp.where(move, s.f, s.f_prev), kkt_prev=jnp.where(move, kkt, s.kkt_prev),
       tentative=tentative, n_iter=s.n_iter + (~done).astype(jnp.int32),
       converged=s.converged | converged, done=done | ~move,
       kkt=jnp.where(s.done, s.kkt, jnp.where(revert, s.kkt_prev, kkt)))
+
+
+def progress(s: NewtonState, kkt, tol):
+  """(converged, revert, done) (S, L) of an iteration that measured `kkt` at s.z: converged at
+  `tol`; reverted, when the last step was tentative and did not lower the measure (a step F
+  could not tell from rounding is kept only if it lowered the stopping measure); done, either
+  or already."""
+  converged = ~s.done & (kkt <= tol)
+  revert = ~s.done & ~converged & s.tentative & (kkt >= s.kkt_prev)
+  return converged, revert, s.done | converged | revert
+
+
+def iterate(body, state: NewtonState, max_iter, compact=False) -> NewtonState:
+  """`body` from `state` until every problem is done or after max_iter iterations (traced: a
+  second call compiles nothing new); compact (traced, or False): also stop once the problems
+  still going fit in a quarter of the batch (`batches.fits_smaller`), to go on with those
+  alone."""
+  def going(carry):
+    s, it = carry
+    more = (it < max_iter) & ~jnp.all(s.done)
+    if compact is False:
+      return more
+    return more & ~(compact & batches.fits_smaller(~s.done))
+
+  s, _ = jax.lax.while_loop(going, lambda c: (body(c[0]), c[1] + 1),
+                            (state, jnp.zeros((), jnp.int32)))
+  return s
+
+
+def finish(s: NewtonState, kkt, tol, coef, intercept) -> tuple[Params, SolverState]:
+  """The result of the last state s: its weights in raw units (coef, intercept), and the
+  stopping measure `kkt` measured at s.z (the loop may end on its step), for the problems not
+  done before."""
+  converged = s.converged | (kkt <= tol)
+  return Params(coef, intercept), SolverState(s.n_iter, jnp.where(s.done, s.kkt, kkt), s.f,
+                                              converged)

@@ -20,6 +20,7 @@ from miml_jax.solvers import make_problem
 from miml_jax.solvers import objective
 from miml_jax.solvers import problem as problem_module
 from miml_jax.solvers import prox_newton
+from miml_jax.solvers import steps
 from miml_jax.solvers import liblinear
 from miml_jax.solvers.liblinear import fit_liblinear
 
@@ -566,3 +567,7 @@ def test_one_iteration_at_a_time_lowers_the_objective_to_liblinears(solver):
       # The raw-unit weights decide as liblinear's on the scaled rows.
       ours = X[mask] @ np.asarray(params.coef)[s, :, j] + float(params.intercept[s, j])
       np.testing.assert_allclose(ours, clf.decision_function(Xs), atol=2e-3 * np.abs(ours).max())
+
+
+def test_the_l1_state_is_the_newton_state_and_its_working_set():
+  assert prox_newton._State._fields == steps.NewtonState._fields + ('crowded', 'full')

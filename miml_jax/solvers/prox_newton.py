@@ -139,13 +139,14 @@ def default_subproblem(problem: Problem) -> str:
 class _State(NamedTuple):
   """`steps.NewtonState` (kkt: the minimum-norm subgradient's 1-norm, relative to its value at
   0) and the working set's bookkeeping; (S, L) per problem unless said."""
-  z: jax.Array         # (S, D, L)
-  xz: jax.Array        # (S, n, L) margins X̃z
+  # NamedTuples do not extend: `steps.NewtonState`'s fields, in its order.
+  z: jax.Array
+  xz: jax.Array
   f: jax.Array
-  z_prev: jax.Array    # (S, D, L) the point before the last step, f and stopping measure there
+  z_prev: jax.Array
   f_prev: jax.Array
   kkt_prev: jax.Array
-  tentative: jax.Array  # the last step lowered F by no more than its rounding
+  tentative: jax.Array
   n_iter: jax.Array
   converged: jax.Array
   done: jax.Array

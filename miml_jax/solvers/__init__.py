@@ -9,6 +9,16 @@ each solver is a frozen dataclass of its hyper-parameters whose `run(problem)` r
                            fit_intercept=True)
     params, state = ProxNewtonL1(tol=1e-6).run(problem)     # or NewtonL2, NewtonCGL2, FISTA(...)
 
+The Newton solvers also go one iteration at a time, for following or testing one:
+
+    solver = ProxNewtonL1(tol=1e-6)                    # or NewtonL2
+    state = solver.init_state(problem)
+    params, state = solver.update(problem, state)      # state.f, state.kkt, state.done, ...
+
+They share one skeleton (`miml_jax.solvers.steps`: the loop state, the step-length search, the
+progress check, the loop and the clean-up) and one queue for a batch that shrinks to the
+problems still going (`miml_jax.solvers.batches`).
+
 `fit_logistic` does the same from plain arrays, over every device, and checks its arguments.
 """
 

@@ -9,7 +9,7 @@ import importlib
 # Imported on first use, so that `import miml_jax.images` (say) does not pull in JAX and
 # scikit-learn.
 _LAZY = {
-    'Tagger': 'miml_jax.tagger',
+    'Tagger': 'miml_jax.tagging.tagger',
     'MultiLabelLogisticRegression': 'miml_jax.estimator',
     'MultiLabelLogisticRegressionCV': 'miml_jax.estimator',
     'VGG16Features': 'miml_jax.features.transformer',

@@ -17,9 +17,9 @@ from absl import logging
 
 from miml_jax import metrics
 from miml_jax import protocol as protocol_lib
-from miml_jax import safefile
+from miml_jax.plumbing import safefile
 from miml_jax import scaling
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.solvers import fit_logistic
 from miml_jax.solvers import LogisticFit
 

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

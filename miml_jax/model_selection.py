@@ -13,7 +13,7 @@ import numpy as np
 
 from miml_jax import metrics
 from miml_jax import scaling
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.solvers import fit_logistic
 
 DEFAULT_CS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -86,7 +86,7 @@ def cross_validate(X, Y, Cs=DEFAULT_CS, *, folds=5, select='per_label', penalty=
 def tune_thresholds(Y, probabilities) -> np.ndarray:
   """(L,) per-label probability thresholds maximising F1 on (held-out) probabilities.
 
-  A label is tagged where its probability is above its threshold (`miml_jax.tagger`); each
+  A label is tagged where its probability is above its threshold (`miml_jax.tagging.tagger`); each
   threshold lies halfway between the lowest probability it keeps and the next lower one, so
   that new images near the cut fall on either side evenly. A label without positives keeps 0.5.
   """

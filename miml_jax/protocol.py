@@ -23,7 +23,7 @@ from absl import logging
 
 from miml_jax import model_selection
 from miml_jax import splits
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 # Newton's 1e-7 leaves every 30-split Table 1 problem within about 1e-6 of the optimum for 2%
 # more time than 1e-6, which left scene's L1 problems up to 1.2e-4 above it

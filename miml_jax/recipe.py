@@ -33,7 +33,7 @@ import numpy as np
 from miml_jax import metrics
 from miml_jax import model_selection
 from miml_jax import scaling
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.solvers import fit_logistic
 
 STEPS = ('cv_c', 'calibrate', 'mix', 'shrink')

@@ -11,7 +11,7 @@ it and reports weights in raw-feature units.
 
 import numpy as np
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 KINDS = ('none', 'standardize', 'max')
 

@@ -13,7 +13,7 @@ import sys
 
 from absl import flags
 
-from miml_jax import cli
+from miml_jax.plumbing import cli
 
 COMMANDS = {
     'miml-tag': 'miml_jax.tag',

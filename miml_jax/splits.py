@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 
 def random_splits(n: int, n_splits: int = 30, train_fraction: float = 2 / 3,

@@ -16,10 +16,10 @@ memory is refused before it is read, with the memory it needs). By default it tr
 (`miml_jax.recipe`: L1 and L2 models calibrated and mixed by cross-validation on the training
 images); `--method=l1` is the paper's L1 logistic regression alone. `predict` prints each
 image's tags with their probabilities, from features of the views the tagger was trained on;
-with `--output` it writes them to a file as it goes, and a rerun resumes (`miml_jax.predictions`);
-`--write` puts the tags where photo tools read them (`miml_jax.keywords`). `evaluate` scores a
-tagger on a labelled folder (`miml_jax.report`); `review` writes a page to correct tags on
-(`miml_jax.review`), whose export `train --corrections` learns from (`miml_jax.corrections`).
+with `--output` it writes them to a file as it goes, and a rerun resumes (`miml_jax.tagging.predictions`);
+`--write` puts the tags where photo tools read them (`miml_jax.tagging.keywords`). `evaluate` scores a
+tagger on a labelled folder (`miml_jax.tagging.report`); `review` writes a page to correct tags on
+(`miml_jax.tagging.review`), whose export `train --corrections` learns from (`miml_jax.tagging.corrections`).
 """
 
 import contextlib
@@ -34,23 +34,23 @@ import tqdm
 from absl import flags
 from absl import logging
 
-from miml_jax import atomic
-from miml_jax import cli
-from miml_jax import common_flags
-from miml_jax import corrections
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
+from miml_jax.tagging import corrections
 from miml_jax import datasets
 from miml_jax import images
-from miml_jax import input_flags
-from miml_jax import keywords
-from miml_jax import outputs
-from miml_jax import predictions
-from miml_jax import report
-from miml_jax import review
-from miml_jax import safefile
-from miml_jax import runtime_flags
-from miml_jax import tagger as tagger_lib
-from miml_jax.errors import Interrupted
-from miml_jax.errors import UserError
+from miml_jax.plumbing import input_flags
+from miml_jax.tagging import keywords
+from miml_jax.plumbing import outputs
+from miml_jax.tagging import predictions
+from miml_jax.tagging import report
+from miml_jax.tagging import review
+from miml_jax.plumbing import safefile
+from miml_jax.plumbing import runtime_flags
+from miml_jax.tagging import tagger as tagger_lib
+from miml_jax.plumbing.errors import Interrupted
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import extract
 from miml_jax.features import store
 from miml_jax.weights import hub
@@ -77,7 +77,7 @@ _FORMAT = flags.DEFINE_enum('format', 'table', ['table', 'json', 'csv'],
 
 _CORRECTIONS = flags.DEFINE_string(
     'corrections', None, 'train: a CSV image,label,value (0/1) of corrected labels, e.g. from '
-    '`tag review`: the dataset\'s images get them, other images are added (miml_jax.corrections).')
+    '`tag review`: the dataset\'s images get them, other images are added (miml_jax.tagging.corrections).')
 _FROM_XMP = flags.DEFINE_string(
     'from_xmp', None, 'train: a folder of images whose keywords (sidecars written by --write=xmp '
     'and edited in a photo tool) are corrected labels, as --corrections.')
@@ -85,7 +85,7 @@ _WRITE = flags.DEFINE_enum(
     'write', 'none', ['none', 'xmp', 'embed'], 'predict: also write each image\'s tags as '
     'keywords photo tools read: xmp into <image>.xmp sidecars (the image is not touched), embed '
     'into the image file\'s own XMP and IPTC; the user\'s own keywords are kept, and a rerun '
-    'replaces only the ones it wrote (miml_jax.keywords).')
+    'replaces only the ones it wrote (miml_jax.tagging.keywords).')
 _KEYWORD_PREFIX = flags.DEFINE_string(
     'keyword_prefix', None, 'predict --write: the parent of the hierarchical keywords, e.g. '
     'miml writes miml|sea (dc:subject keeps the plain label).')

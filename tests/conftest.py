@@ -18,7 +18,7 @@ def data_dir():
 def private_cache(tmp_path_factory):
   """The user cache (converted weights, feature files, compiled programs) of this test session,
   for the commands the tests start too: the tests never write to the real one."""
-  from miml_jax import home
+  from miml_jax.plumbing import home
   saved = os.environ.get(home.CACHE_ENV)
   os.environ[home.CACHE_ENV] = str(tmp_path_factory.mktemp('cache'))
   yield os.environ[home.CACHE_ENV]

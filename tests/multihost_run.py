@@ -13,7 +13,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 jax.config.update('jax_enable_x64', True)
 
-from miml_jax import runtime  # pylint: disable=g-import-not-at-top,wrong-import-position
+from miml_jax.plumbing import runtime  # pylint: disable=g-import-not-at-top,wrong-import-position
 from miml_jax import scaling  # pylint: disable=g-import-not-at-top,wrong-import-position
 from miml_jax import splits  # pylint: disable=g-import-not-at-top,wrong-import-position
 from miml_jax.solvers import fit_logistic  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from miml_jax import datasets
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 
 def make(root, csv_text, images=('a.png', 'b.png')):

@@ -15,7 +15,7 @@ from miml_jax import model_selection
 from miml_jax import protocol
 from miml_jax import recipe
 from miml_jax import splits
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.protocol import Protocol
 from tests import conftest
 

@@ -13,7 +13,7 @@ from miml_jax import datasets
 from miml_jax import features
 from miml_jax import images
 from miml_jax import weights
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import store
 from tests import conftest
 from tests import reference

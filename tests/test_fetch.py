@@ -17,7 +17,7 @@ from miml_jax import datasets
 from miml_jax.datasets import download
 from miml_jax.datasets import fetch
 from miml_jax.datasets import official
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from tests import archives
 from tests import conftest
 

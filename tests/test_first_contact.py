@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from miml_jax import datasets
-from miml_jax import home
+from miml_jax.plumbing import home
 from miml_jax import weights
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.weights import hub
 from tests import conftest
 from tests import reference

@@ -1,4 +1,4 @@
-"""Every flag is defined once (miml_jax.common_flags for those several commands take), and a
+"""Every flag is defined once (miml_jax.plumbing.common_flags for those several commands take), and a
 shared flag's check stops a command before its main."""
 
 import collections
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from miml_jax import common_flags
+from miml_jax.plumbing import common_flags
 from tests import conftest
 
 _DEFINITION = re.compile(r"DEFINE(?:_\w+)?\(\s*(?:[\w.()]+,\s*)?'(\w+)'")
@@ -43,7 +43,7 @@ def test_C_reads_a_number_or_cv():
 def test_a_shared_flags_check_stops_the_command_before_main(tmp_path, args, message):
   marker = tmp_path / 'main_ran'
   code = ('import sys\n'
-          'from miml_jax import cli, common_flags\n'
+          'from miml_jax.plumbing import cli, common_flags\n'
           'common_flags.tol(default=1e-4); common_flags.splits(); common_flags.penalties()\n'
           f'cli.run(lambda argv: open({str(marker)!r}, "w").close())\n')
   result = subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True,

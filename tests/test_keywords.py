@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from miml_jax import keywords
-from miml_jax.errors import UserError
+from miml_jax.tagging import keywords
+from miml_jax.plumbing.errors import UserError
 from tests import conftest
 
 pytest.importorskip('exiv2')

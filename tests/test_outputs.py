@@ -17,10 +17,10 @@ import time
 import numpy as np
 import pytest
 
-from miml_jax import atomic
+from miml_jax.plumbing import atomic
 from miml_jax import datasets
-from miml_jax import outputs
-from miml_jax.errors import UserError
+from miml_jax.plumbing import outputs
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import extract
 from miml_jax.features import store
 from tests import conftest

@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from miml_jax import predictions
+from miml_jax.tagging import predictions
 from miml_jax import Tagger
 from miml_jax import weights
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import extract
 from tests import conftest
 

@@ -11,7 +11,7 @@ from miml_jax import evaluation
 from miml_jax import protocol
 from miml_jax import recipe
 from miml_jax import splits
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.protocol import Protocol
 from miml_jax.solvers.liblinear import sklearn_penalty
 

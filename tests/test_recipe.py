@@ -9,7 +9,7 @@ from miml_jax import recipe
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.solvers import fit_logistic
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.protocol import Protocol
 
 

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from miml_jax import corrections
-from miml_jax import review
-from miml_jax.errors import UserError
+from miml_jax.tagging import corrections
+from miml_jax.tagging import review
+from miml_jax.plumbing.errors import UserError
 from tests import conftest
 
 LABELS = ('a', 'b')
@@ -51,7 +51,7 @@ def test_corrections_csv_is_checked_and_applied(tmp_path):
 
 def test_keywords_edited_in_a_photo_tool_are_corrections(tmp_path):
   pytest.importorskip('exiv2')
-  from miml_jax import keywords
+  from miml_jax.tagging import keywords
   paths = conftest.write_images(tmp_path / 'photos', 4, np.random.default_rng(1))
   for path, tags in zip(paths, (['a'], ['b'], ['a'])):
     keywords.write(path, tags)

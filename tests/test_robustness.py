@@ -18,7 +18,7 @@ from PIL import Image
 from miml_jax import datasets
 from miml_jax import images
 from miml_jax import weights
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import store
 from tests import conftest
 from tests import reference
@@ -243,7 +243,7 @@ def test_bad_weights_files_through_the_cli(tmp_path, small_weights):
   params = reference.random_params(np.random.default_rng(0))
   params['conv3_1']['kernel'] = params['conv3_1']['kernel'][..., :7]
   flat = {f'{layer}.{k}': v for layer, p in params.items() for k, v in p.items()}
-  from miml_jax import safefile
+  from miml_jax.plumbing import safefile
   safefile.save(tmp_path / 'shapes.safetensors', flat, {
       'format': weights.FORMAT, 'source': 'test', 'layers': ','.join(params),
       'preprocessing': '{"channel_order": "RGB", "scale": 1, "mean": [0, 0, 0], '

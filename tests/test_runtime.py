@@ -7,8 +7,8 @@ import sys
 import jax
 import pytest
 
-from miml_jax import runtime
-from miml_jax.errors import UserError
+from miml_jax.plumbing import runtime
+from miml_jax.plumbing.errors import UserError
 from tests import conftest
 
 

@@ -11,7 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from miml_jax import scaling
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.solvers import fista
 from miml_jax.solvers import fit_logistic
 from miml_jax.solvers import newton_cg

@@ -11,12 +11,12 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from miml_jax import memory
+from miml_jax.plumbing import memory
 from miml_jax import model_selection
-from miml_jax import tagger as tagger_lib
+from miml_jax.tagging import tagger as tagger_lib
 from miml_jax import Tagger
 from miml_jax import weights
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import store
 from tests import conftest
 from tests import reference
@@ -199,7 +199,7 @@ def test_c_selection_command(tmp_path):
 
 def test_a_label_without_signal_tags_nothing():
   """All-zero weights and intercept give p = 0.5 for every image: at the threshold, not above
-  it, so the label tags no image (the rule of `miml_jax.tagger`)."""
+  it, so the label tags no image (the rule of `miml_jax.tagging.tagger`)."""
   q, D = 2, 6
   coef = np.zeros((D, q))
   coef[:, 1] = 1.0

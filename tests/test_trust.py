@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from miml_jax import cli as cli_lib
+from miml_jax.plumbing import cli as cli_lib
 from miml_jax import datasets
 from miml_jax import evaluation
-from miml_jax import home
-from miml_jax import safefile
+from miml_jax.plumbing import home
+from miml_jax.plumbing import safefile
 from miml_jax import Tagger
 from miml_jax import weights
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import extract
 from miml_jax.features import store
 from miml_jax.weights import hub
@@ -410,7 +410,7 @@ def test_predict_prints_names_that_are_not_utf8(tmp_path, small_weights):
 
 @pytest.mark.slow
 def test_a_closed_pipe_ends_a_command_quietly():
-  code = ('from miml_jax import errors\n'
+  code = ('from miml_jax.plumbing import errors\n'
           'with errors.exit_on_user_error():\n'
           '  for i in range(10**6): print(i)\n')
   writer = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,

@@ -9,7 +9,7 @@ import pytest
 
 from miml_jax import features
 from miml_jax import weights
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.weights import sources
 from tests import conftest
 from tests import reference

@@ -36,7 +36,7 @@ T tag review --model="$W/lib.tagger" --predictions="$W/tags.csv" --output="$W/re
 python - "$W" <<'PY'
 import csv, os, sys
 import numpy as np
-from miml_jax import review
+from miml_jax.tagging import review
 work = sys.argv[1]
 rows = list(csv.reader(open(os.path.join(work, 'tags.csv'))))
 names, p = rows[0][1:], np.array([[float(v) for v in r[1:]] for r in rows[1:]])

@@ -17,15 +17,15 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from miml_jax import atomic
-from miml_jax import cli
-from miml_jax import common_flags
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
 from miml_jax import datasets
-from miml_jax import input_flags
-from miml_jax import outputs
-from miml_jax import runtime_flags
+from miml_jax.plumbing import input_flags
+from miml_jax.plumbing import outputs
+from miml_jax.plumbing import runtime_flags
 from miml_jax import weights as weights_lib
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import extract
 from miml_jax.weights import hub
 

@@ -14,14 +14,14 @@ import shutil
 
 from absl import flags
 
-from miml_jax import cli
-from miml_jax import common_flags
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
 from miml_jax import datasets
-from miml_jax import input_flags
-from miml_jax import outputs
-from miml_jax import runtime_flags
+from miml_jax.plumbing import input_flags
+from miml_jax.plumbing import outputs
+from miml_jax.plumbing import runtime_flags
 from miml_jax.datasets import official
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import cached_features
 from miml_jax.features import save_feature_file
 from miml_jax.features import store

@@ -26,12 +26,12 @@ import time
 import numpy as np
 from absl import flags
 
-from miml_jax import atomic
-from miml_jax import cli
-from miml_jax import common_flags
-from miml_jax import outputs
-from miml_jax import runtime_flags
-from miml_jax.errors import UserError
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
+from miml_jax.plumbing import outputs
+from miml_jax.plumbing import runtime_flags
+from miml_jax.plumbing.errors import UserError
 
 _SIZES = flags.DEFINE_list('sizes', ['1000', '4000', '16000', '64000'], 'Numbers of images.')
 _DIM = flags.DEFINE_integer('dim', 5888, 'Features per image (synthetic data).')

@@ -21,17 +21,17 @@ import jax
 import numpy as np
 from absl import flags
 
-from miml_jax import atomic
-from miml_jax import cli
-from miml_jax import common_flags
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
 from miml_jax import evaluation
 from miml_jax import protocol
-from miml_jax import outputs
+from miml_jax.plumbing import outputs
 from miml_jax import recipe
-from miml_jax import runtime_flags
+from miml_jax.plumbing import runtime_flags
 from miml_jax import scaling
 from miml_jax import splits
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import read_feature_file
 from miml_jax.solvers import fit_logistic
 from miml_jax.solvers import prox_newton

@@ -4,7 +4,7 @@
       images/        one image file per bag (jpg, png, bmp, ...)
       labels.csv     header: image,<label 1>,<label 2>,...; one row per image, 0/1 per label
 
-A dataset is found by path, or by name in the data folders of `miml_jax.home`: the `data_dir`
+A dataset is found by path, or by name in the data folders of `miml_jax.plumbing.home`: the `data_dir`
 argument, `$MIML_JAX_DATA`, `~/miml_jax_data`, in that order.
 """
 
@@ -15,8 +15,8 @@ import unicodedata
 
 import numpy as np
 
-from miml_jax import home
-from miml_jax.errors import UserError
+from miml_jax.plumbing import home
+from miml_jax.plumbing.errors import UserError
 
 DATA_ENV = home.DATA_ENV
 

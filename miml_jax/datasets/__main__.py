@@ -6,10 +6,10 @@ Downloads a benchmark dataset from its official source and converts it to the pl
 
 from absl import flags
 
-from miml_jax import cli
-from miml_jax import common_flags
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
 from miml_jax.datasets import fetch as fetch_lib
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 _DATA_DIR = common_flags.data_dir()
 _ARCHIVE = flags.DEFINE_string('archive', None, 'Use this official archive, no download.')

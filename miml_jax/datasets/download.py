@@ -17,7 +17,7 @@ import urllib.request
 from absl import logging
 import tqdm
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 _CHUNK = 1 << 20
 # (bytes per second, seconds): give up when fewer than 1 kB/s arrived over the last minute.

@@ -4,7 +4,7 @@ of scikit-learn's `fetch_*` (a data home, downloads kept, nothing done twice).
     <data_home>/downloads/<archive>   the official archive, kept (resumable, checksummed)
     <data_home>/<name>/               the dataset in the plain layout, created in one rename
 
-The data home is `data_dir`, else `$MIML_JAX_DATA`, else `~/miml_jax_data` (`miml_jax.home`):
+The data home is `data_dir`, else `$MIML_JAX_DATA`, else `~/miml_jax_data` (`miml_jax.plumbing.home`):
 where `datasets.load` looks for datasets by name.
 """
 
@@ -16,11 +16,11 @@ from typing import Callable
 
 from absl import logging
 
-from miml_jax import atomic
-from miml_jax import home as home_lib
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing import home as home_lib
 from miml_jax.datasets import download as download_lib
 from miml_jax.datasets import official
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 SCENE_LABELS = ('desert', 'mountains', 'sea', 'sunset', 'trees')
 MSRC_LABELS = ('building', 'grass', 'tree', 'cow', 'horse', 'sheep', 'sky', 'mountain',

@@ -9,13 +9,13 @@ import os
 
 from absl import flags
 
-from miml_jax import atomic
-from miml_jax import cli
-from miml_jax import common_flags
-from miml_jax import outputs
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
+from miml_jax.plumbing import outputs
 from miml_jax import paper
-from miml_jax import safefile
-from miml_jax.errors import UserError
+from miml_jax.plumbing import safefile
+from miml_jax.plumbing.errors import UserError
 
 _BASELINE = flags.DEFINE_string('baseline', None, 'table1_<dataset>.json to compare against.',
                                 required=True)

@@ -9,13 +9,13 @@ from typing import Callable
 from absl import flags
 from absl import logging
 
-from miml_jax import cli
-from miml_jax import common_flags
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
 from miml_jax import datasets
-from miml_jax import input_flags
-from miml_jax import outputs
-from miml_jax import safefile
-from miml_jax.errors import UserError
+from miml_jax.plumbing import input_flags
+from miml_jax.plumbing import outputs
+from miml_jax.plumbing import safefile
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import FeatureFile
 from miml_jax.features import cached_features
 from miml_jax.features import extract
@@ -111,7 +111,7 @@ def check_split_flags(splits, train_fraction, sources_: list[Source]) -> None:
 
 
 def check_results(stem: str, extensions, inputs: outputs.Inputs, kind: str) -> str:
-  """Checks the result files `<stem><ext>` before any work (`miml_jax.outputs`); returns stem."""
+  """Checks the result files `<stem><ext>` before any work (`miml_jax.plumbing.outputs`); returns stem."""
   outputs.check_folder(os.path.dirname(os.path.abspath(stem)))
   for ext in extensions:
     outputs.check_file(stem + ext, inputs, kind=kind, overwrite=OVERWRITE.value)

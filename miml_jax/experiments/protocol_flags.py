@@ -1,12 +1,12 @@
 """The flags of the paper's protocol that table1 and figure3 share (splits, C, scaling, methods,
 tolerance, iteration cap, liblinear processes, the recipe's steps, grid and folds), and the
 `miml_jax.protocol.Protocol` they make. Those other commands take too are defined in
-`miml_jax.common_flags`."""
+`miml_jax.plumbing.common_flags`."""
 
 from absl import flags
 
-from miml_jax import cli
-from miml_jax import common_flags
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
 from miml_jax import protocol as protocol_lib
 from miml_jax.experiments import data_flags
 

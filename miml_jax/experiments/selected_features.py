@@ -16,12 +16,12 @@ import jax
 import numpy as np
 from absl import flags
 
-from miml_jax import atomic
-from miml_jax import cli
-from miml_jax import common_flags
-from miml_jax import input_flags
-from miml_jax import runtime_flags
-from miml_jax import safefile
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
+from miml_jax.plumbing import input_flags
+from miml_jax.plumbing import runtime_flags
+from miml_jax.plumbing import safefile
 from miml_jax import scaling
 from miml_jax import splits
 from miml_jax.experiments import data_flags

@@ -24,16 +24,16 @@ import numpy as np
 from absl import flags
 from absl import logging
 
-from miml_jax import atomic
-from miml_jax import cli
-from miml_jax import common_flags
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
 from miml_jax import evaluation
-from miml_jax import input_flags
+from miml_jax.plumbing import input_flags
 from miml_jax import paper
-from miml_jax import runtime_flags
-from miml_jax import safefile
+from miml_jax.plumbing import runtime_flags
+from miml_jax.plumbing import safefile
 from miml_jax import table1_results
-from miml_jax.errors import Interrupted
+from miml_jax.plumbing.errors import Interrupted
 from miml_jax.experiments import data_flags
 from miml_jax.experiments import protocol_flags
 

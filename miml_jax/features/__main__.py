@@ -10,11 +10,11 @@ conv features of several input sizes (`miml_jax.features.extract`); the file rec
 from absl import flags
 from absl import logging
 
-from miml_jax import cli
-from miml_jax import common_flags
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
 from miml_jax import datasets
-from miml_jax import input_flags
-from miml_jax import runtime_flags
+from miml_jax.plumbing import input_flags
+from miml_jax.plumbing import runtime_flags
 from miml_jax.features import extract
 from miml_jax.features import store
 

@@ -30,7 +30,7 @@ from miml_jax import images
 from miml_jax import sharding
 from miml_jax import vgg
 from miml_jax import weights as weights_lib
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 AUGMENTS = ('none', 'flip')

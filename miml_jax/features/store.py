@@ -10,11 +10,11 @@ SHA-256 (`sha256`) covers everything the file holds, arrays and attributes: a fi
 it was written is refused (a cache of ours is extracted again instead).
 
 While extracting, each finished batch is written atomically to `<output>.parts/` as a small
-checked file (`miml_jax.safefile`); a killed run resumes from those parts and recomputes only
+checked file (`miml_jax.plumbing.safefile`); a killed run resumes from those parts and recomputes only
 what is missing (and any part that is damaged or from other inputs). The HDF5
 file is assembled last, under a temporary name, and renamed into place: a file at `output` is
 always complete. A rerun whose inputs digest matches the existing file returns it untouched.
-The output is checked first (`miml_jax.outputs`): never one of the dataset's files or the
+The output is checked first (`miml_jax.plumbing.outputs`): never one of the dataset's files or the
 weights, never another program's file unless asked to overwrite it. Ctrl-C or a failed write
 ends with the finished batches kept and a message saying how far it got.
 """
@@ -30,13 +30,13 @@ import h5py
 import numpy as np
 from absl import logging
 
-from miml_jax import atomic
+from miml_jax.plumbing import atomic
 from miml_jax import datasets
-from miml_jax import home
-from miml_jax import outputs
-from miml_jax import safefile
-from miml_jax.errors import Interrupted
-from miml_jax.errors import UserError
+from miml_jax.plumbing import home
+from miml_jax.plumbing import outputs
+from miml_jax.plumbing import safefile
+from miml_jax.plumbing.errors import Interrupted
+from miml_jax.plumbing.errors import UserError
 from miml_jax.features import extract
 from miml_jax.weights import hub
 
@@ -414,7 +414,7 @@ def cache_path(dataset: datasets.Dataset, weights, cache_dir=None, *,
   """Where `cached_features` keeps a dataset's features:
   `<cache_dir>/<dataset>_<weights file stem>[_<sizes>][_<augment>].h5` (e.g.
   `scene_vgg16_lpips_224-320_flip.h5`); cache_dir None: the user cache's `features/`
-  (`miml_jax.home`). A weights name and its converted file share one feature file."""
+  (`miml_jax.plumbing.home`). A weights name and its converted file share one feature file."""
   stem = os.path.splitext(os.path.basename(hub.path_of(weights)))[0]
   sizes = extract.image_sizes(image_size)
   size = '' if sizes == (224,) else '_' + '-'.join(map(str, sizes))

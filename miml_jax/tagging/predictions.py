@@ -18,9 +18,9 @@ import os
 
 import numpy as np
 
-from miml_jax import cli
-from miml_jax import safefile
-from miml_jax.errors import UserError
+from miml_jax.plumbing import cli
+from miml_jax.plumbing import safefile
+from miml_jax.plumbing.errors import UserError
 
 FORMAT = 'miml_jax.predictions/1'
 FORMATS = {'.csv': 'csv', '.jsonl': 'jsonl'}

@@ -8,7 +8,7 @@ A command collects the files it reads in `Inputs` and checks each file it will w
   tagger, a result), unless `overwrite`: a user's own file is never replaced by accident;
 - a folder where a file should be, a file where a folder should be, a folder that cannot be
   created or written in.
-The files themselves are then written with `miml_jax.atomic`: complete, or not there at all.
+The files themselves are then written with `miml_jax.plumbing.atomic`: complete, or not there at all.
 
 What miml_jax makes carries its kind: HDF5 attributes and safetensors metadata (`format`), and a
 `format` key in JSON results; the other files of a result set (`table1_scene.md`, `.npz`, ...)
@@ -20,7 +20,7 @@ import os
 import struct
 import tempfile
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
 # A safetensors header larger than this is not one of ours (ours are a few kilobytes).

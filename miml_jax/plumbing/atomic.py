@@ -6,7 +6,7 @@ import math
 import os
 import tempfile
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 
 @contextlib.contextmanager

@@ -16,10 +16,10 @@ from typing import Callable
 
 from absl import flags
 
-from miml_jax import cli
+from miml_jax.plumbing import cli
 from miml_jax import model_selection
 from miml_jax import scaling
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 # The DEFINE_* calls below define the flags of whichever module calls these functions.
 flags.disclaim_key_flags()

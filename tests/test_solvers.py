@@ -571,3 +571,29 @@ def test_one_iteration_at_a_time_lowers_the_objective_to_liblinears(solver):
 
 def test_the_l1_state_is_the_newton_state_and_its_working_set():
   assert prox_newton._State._fields == steps.NewtonState._fields + ('crowded', 'full')
+
+
+def test_the_working_set_grows_by_half_in_steps_of_128():
+  sizes = [prox_newton.BLOCK]
+  while sizes[-1] < 2000:
+    sizes.append(prox_newton.grown(sizes[-1]))
+  assert sizes == [128, 256, 384, 640, 1024, 1536, 2304]
+  assert prox_newton.grown(4) == 128   # a small block asked for grows to the first step
+
+
+def test_longer_steps_are_taken_only_where_they_lower_f_beyond_rounding():
+  t = np.asarray(steps.lengths(np.float32))
+  assert t.shape == (steps.NUM_LENGTHS,) and t[steps.HERE] == 0
+  np.testing.assert_array_equal(t[:len(steps.LONGER) + 2], [*steps.LONGER, 1.0, 0.5])
+  eps = np.finfo(np.float32).eps
+  here = np.float32(100.0)
+  f = np.full((3, steps.NUM_LENGTHS), here + 1.0, np.float32)
+  f[:, steps.HERE] = here
+  f[0, 0] = here - 1.0                         # length 4 lowers F clearly: taken
+  f[1, 0] = here - 0.5 * eps * here            # length 4 within rounding, 1 too: 1, tentatively
+  f[1, len(steps.LONGER)] = here
+  f[2, 1] = here                               # only a longer length ties: nothing moves
+  best, strict, tentative = steps.choose(jnp.asarray(f), jnp.zeros(3, bool), eps)
+  assert list(np.asarray(strict)) == [True, False, False]
+  assert list(np.asarray(tentative)) == [False, True, False]
+  assert int(best[0]) == 0 and int(best[1]) == len(steps.LONGER)

@@ -59,7 +59,7 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     newton_every, newton_block: FISTA takes, every `newton_every` iterations (0: never), a
       safeguarded Newton step on the `newton_block` most important coordinates of each problem
       (None: every 10 iterations for L1, never for L2; 256 coordinates). L1 Newton starts from a
-      working set of `newton_block` coordinates (None: 256).
+      working set of `newton_block` coordinates (None: 128).
     l1_subproblem: how L1 Newton minimises its model on the working set: 'cd' (coordinate
       descent, sequential), 'fista' (batched products) or 'matrix_free' (no model Hessian);
       None: 'matrix_free' from `MATRIX_FREE_ROWS` training rows, below that 'cd' on CPUs and
@@ -115,7 +115,7 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
   if method == 'fista':
     solver = fista.FISTA(penalty=penalty, tol=float(tol), max_iter=int(max_iter),
                          newton_every=None if newton_every is None else int(newton_every),
-                         newton_block=prox_newton.BLOCK if newton_block is None
+                         newton_block=fista.FISTA.newton_block if newton_block is None
                          else int(newton_block))
   elif penalty == 'l2' and matrix_free(problem):
     solver = newton_cg.NewtonCGL2(tol=float(tol), max_iter=int(max_iter))

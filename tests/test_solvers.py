@@ -14,12 +14,12 @@ from miml_jax import scaling
 from miml_jax.plumbing.errors import UserError
 from miml_jax.solvers import fista
 from miml_jax.solvers import fit_logistic
-from miml_jax.solvers import newton_cg
-from miml_jax.solvers import newton
+from miml_jax.solvers import l2_newton_cg
+from miml_jax.solvers import l2_newton
 from miml_jax.solvers import make_problem
 from miml_jax.solvers import objective
 from miml_jax.solvers import problem as problem_module
-from miml_jax.solvers import prox_newton
+from miml_jax.solvers import l1_prox_newton
 from miml_jax.solvers import steps
 from miml_jax.solvers import liblinear
 from miml_jax.solvers.liblinear import fit_liblinear
@@ -221,13 +221,13 @@ def test_l1_newton_keeps_its_working_set_when_rounding_stops_it():
   X, Y = cnn_like(rng, n=300, d=200, L=2)
   X = (X - X.mean(0)) / X.std(0)   # converges to rounding fast (supports of 48 and 42)
   grown = []
-  solve = prox_newton.solve
+  solve = l1_prox_newton.solve
 
   def recording(*args, block, **kwargs):
     grown.append(block)
     return solve(*args, block=block, **kwargs)
 
-  with jax.enable_x64(False), mock.patch.object(prox_newton, 'solve', recording):
+  with jax.enable_x64(False), mock.patch.object(l1_prox_newton, 'solve', recording):
     fit = fit_logistic(X.astype(np.float32), Y, C=0.2, tol=1e-12, max_iter=5_000,
                        newton_block=64)
   supports = (np.asarray(fit.coef) != 0).sum(axis=0)
@@ -249,13 +249,13 @@ def test_l1_newton_batch_shrinks_to_the_problems_still_going():
   shift, scale = scaling.fit_scaling(X, masks, 'standardize')
   C = np.geomspace(0.05, 5, 8)            # supports from a few weights to more than the set
   batches = []
-  solve = prox_newton.solve
+  solve = l1_prox_newton.solve
 
   def recording(problem, *args, block, **kwargs):
     batches.append((problem.num_splits, problem.num_labels, block))
     return solve(problem, *args, block=block, **kwargs)
 
-  with jax.enable_x64(False), mock.patch.object(prox_newton, 'solve', recording):
+  with jax.enable_x64(False), mock.patch.object(l1_prox_newton, 'solve', recording):
     fit = fit_logistic(X.astype(np.float32), Y, C=C, tol=1e-6, max_iter=5_000, train_mask=masks,
                        shift=shift, scale=scale, newton_block=16)
   assert batches[0] == (4, 8, 16)
@@ -278,13 +278,13 @@ def test_l2_newton_batch_shrinks_to_the_problems_still_going():
   shift, scale = scaling.fit_scaling(X, masks, 'standardize')
   C = np.geomspace(0.01, 100, 8)           # from a few iterations to many
   batches = []
-  solve = newton.solve
+  solve = l2_newton.solve
 
   def recording(problem, *args, **kwargs):
     batches.append((problem.num_splits, problem.num_labels))
     return solve(problem, *args, **kwargs)
 
-  with mock.patch.object(newton, 'solve', recording):
+  with mock.patch.object(l2_newton, 'solve', recording):
     fit = fit_logistic(X, Y, penalty='l2', C=C, tol=1e-8, max_iter=5_000, train_mask=masks,
                        shift=shift, scale=scale)
   assert batches[0] == (4, 8)
@@ -367,14 +367,14 @@ def test_compiles_once_for_same_shapes():
     fit_logistic(X * 2, 1 - Y, C=C, max_iter=10, tol=1e-3, method='fista')
   assert fista.solve._cache_size() == before
   fit_logistic(X, Y, C=1.0, max_iter=10)
-  before = prox_newton.solve._cache_size()
+  before = l1_prox_newton.solve._cache_size()
   for C in (0.5, 2.0):
     fit_logistic(X * 2, 1 - Y, C=C, max_iter=20, tol=1e-3)
-  assert prox_newton.solve._cache_size() == before
+  assert l1_prox_newton.solve._cache_size() == before
   fit_logistic(X, Y, penalty='l2', max_iter=10)
-  before = newton.solve._cache_size()
+  before = l2_newton.solve._cache_size()
   fit_logistic(X * 2, 1 - Y, penalty='l2', C=0.5, max_iter=10, tol=1e-3)
-  assert newton.solve._cache_size() == before
+  assert l2_newton.solve._cache_size() == before
 
 
 def test_bad_arguments_are_named():
@@ -507,19 +507,19 @@ def test_matrix_free_solvers_hold_little_beyond_the_data():
     X = rng.standard_normal((n, d)).astype(np.float32)
     problem = make_problem(X, (X[:, :L] > 0).astype(np.float32), np.ones((S, n), bool))
     data = X.nbytes
-    state = prox_newton.start(problem, jnp.zeros((S, d + 1, L), np.float32))
+    state = l1_prox_newton.start(problem, jnp.zeros((S, d + 1, L), np.float32))
     tol, iters, compact = jnp.float32(1e-4), jnp.asarray(5), jnp.asarray(True)
 
     def temporaries(fn, *args, **static):
       return fn.lower(problem, *args, **static).compile().memory_analysis().temp_size_in_bytes
 
-    l1_free = temporaries(prox_newton.solve, state, tol, iters, compact, block=256,
+    l1_free = temporaries(l1_prox_newton.solve, state, tol, iters, compact, block=256,
                           subproblem='matrix_free')
-    l1_matrix = temporaries(prox_newton.solve, state, tol, iters, compact, block=256,
+    l1_matrix = temporaries(l1_prox_newton.solve, state, tol, iters, compact, block=256,
                             subproblem='cd')
     z0 = jnp.zeros((S, d + 1, L), np.float32)
-    l2_free = temporaries(newton_cg.solve, z0, tol, max_iter=5)
-    l2_matrix = temporaries(newton.solve, newton.start(problem, z0), tol, iters, compact)
+    l2_free = temporaries(l2_newton_cg.solve, z0, tol, max_iter=5)
+    l2_matrix = temporaries(l2_newton.solve, l2_newton.start(problem, z0), tol, iters, compact)
   assert l1_free < 2 * data < l1_matrix
   assert l2_free < 2 * data < l2_matrix
 
@@ -537,8 +537,8 @@ def test_standardize_in_row_blocks_equals_the_whole_in_float64():
     np.testing.assert_allclose(scale[s], X64[masks[s]].std(axis=0), rtol=1e-9)
 
 
-@pytest.mark.parametrize('solver', [newton.NewtonL2(tol=1e-7),
-                                    prox_newton.ProxNewtonL1(tol=1e-7, block=32)],
+@pytest.mark.parametrize('solver', [l2_newton.NewtonL2(tol=1e-7),
+                                    l1_prox_newton.ProxNewtonL1(tol=1e-7, block=32)],
                          ids=['l2_newton', 'l1_prox_newton'])
 def test_one_iteration_at_a_time_lowers_the_objective_to_liblinears(solver):
   """init_state / update, as in jaxopt: each iteration lowers F (beyond rounding, never raises
@@ -547,7 +547,7 @@ def test_one_iteration_at_a_time_lowers_the_objective_to_liblinears(solver):
   X, Y = cnn_like(rng, n=90, d=30, L=2)
   masks = np.stack([rng.permutation(90) < 60 for _ in range(2)])
   shift, scale = scaling.fit_scaling(X, masks, 'standardize')
-  penalty = 'l2' if isinstance(solver, newton.NewtonL2) else 'l1'
+  penalty = 'l2' if isinstance(solver, l2_newton.NewtonL2) else 'l1'
   problem = make_problem(X.astype(np.float32), Y, masks, shift.astype(np.float32),
                          scale.astype(np.float32), 1.0)
   state = solver.init_state(problem)
@@ -570,15 +570,15 @@ def test_one_iteration_at_a_time_lowers_the_objective_to_liblinears(solver):
 
 
 def test_the_l1_state_is_the_newton_state_and_its_working_set():
-  assert prox_newton._State._fields == steps.NewtonState._fields + ('crowded', 'full')
+  assert l1_prox_newton._State._fields == steps.NewtonState._fields + ('crowded', 'full')
 
 
 def test_the_working_set_grows_by_half_in_steps_of_128():
-  sizes = [prox_newton.BLOCK]
+  sizes = [l1_prox_newton.BLOCK]
   while sizes[-1] < 2000:
-    sizes.append(prox_newton.grown(sizes[-1]))
+    sizes.append(l1_prox_newton.grown(sizes[-1]))
   assert sizes == [128, 256, 384, 640, 1024, 1536, 2304]
-  assert prox_newton.grown(4) == 128   # a small block asked for grows to the first step
+  assert l1_prox_newton.grown(4) == 128   # a small block asked for grows to the first step
 
 
 def test_longer_steps_are_taken_only_where_they_lower_f_beyond_rounding():

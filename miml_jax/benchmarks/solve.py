@@ -34,7 +34,7 @@ from miml_jax import splits
 from miml_jax.plumbing.errors import UserError
 from miml_jax.features import read_feature_file
 from miml_jax.solvers import fit_logistic
-from miml_jax.solvers import prox_newton
+from miml_jax.solvers import l1_prox_newton
 from miml_jax.solvers.liblinear import fit_liblinear
 
 _FEATURES = common_flags.features()
@@ -80,7 +80,7 @@ def main(argv):
   cli.no_arguments(argv)
   features = common_flags.one_feature_file(_FEATURES)
   cli.positive_numbers(_LIBLINEAR_TOLS)
-  cli.choices(_L1_SUBPROBLEMS, ('auto', *prox_newton.SUBPROBLEMS))
+  cli.choices(_L1_SUBPROBLEMS, ('auto', *l1_prox_newton.SUBPROBLEMS))
   if _RECIPE.value:
     if 'l1' not in _PENALTIES.value:
       raise UserError('--recipe is timed against the L1 fit: keep l1 in --penalties')

@@ -24,12 +24,12 @@ problems still going (`miml_jax.solvers.batches`).
 
 from miml_jax.solvers.fista import FISTA
 from miml_jax.solvers.logistic import fit_logistic
-from miml_jax.solvers.newton import NewtonL2
-from miml_jax.solvers.newton_cg import NewtonCGL2
+from miml_jax.solvers.l2_newton import NewtonL2
+from miml_jax.solvers.l2_newton_cg import NewtonCGL2
 from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.objective import objective
 from miml_jax.solvers.problem import make_problem
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
-from miml_jax.solvers.prox_newton import ProxNewtonL1
+from miml_jax.solvers.l1_prox_newton import ProxNewtonL1

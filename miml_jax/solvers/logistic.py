@@ -1,9 +1,9 @@
 """`fit_logistic`: every label's (and every split's) regularised logistic regression in one call.
 
 By default both penalties are solved by Newton-type methods: L1 by proximal Newton on a working
-set (`prox_newton.ProxNewtonL1`, liblinear's own method batched), L2 by Newton's method in sample
-space (`newton.NewtonL2`; from `problem.MATRIX_FREE_ROWS` training rows truncated Newton,
-`newton_cg.NewtonCGL2`); `fista.FISTA` solves either. All solve liblinear's objective
+set (`l1_prox_newton.ProxNewtonL1`, liblinear's own method batched), L2 by Newton's method in sample
+space (`l2_newton.NewtonL2`; from `problem.MATRIX_FREE_ROWS` training rows truncated Newton,
+`l2_newton_cg.NewtonCGL2`); `fista.FISTA` solves either. All solve liblinear's objective
 (`miml_jax.solvers.objective`) for a `problem.Problem`, and stop on the same optimality measure.
 This function checks its arguments, builds the problem, spreads it over the devices and returns
 the solver's (Params, SolverState) as one `LogisticFit`.
@@ -15,9 +15,9 @@ import numpy as np
 from miml_jax import sharding
 from miml_jax.plumbing.errors import UserError
 from miml_jax.solvers import fista
-from miml_jax.solvers import newton
-from miml_jax.solvers import newton_cg
-from miml_jax.solvers import prox_newton
+from miml_jax.solvers import l2_newton
+from miml_jax.solvers import l2_newton_cg
+from miml_jax.solvers import l1_prox_newton
 from miml_jax.solvers.objective import LogisticFit
 from miml_jax.solvers.problem import make_problem
 from miml_jax.solvers.problem import matrix_free
@@ -79,8 +79,8 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
     raise UserError(f"penalty must be 'l1' or 'l2', got {penalty!r}")
   if method not in METHODS:
     raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
-  if l1_subproblem is not None and l1_subproblem not in prox_newton.SUBPROBLEMS:
-    raise UserError(f'l1_subproblem must be one of {", ".join(prox_newton.SUBPROBLEMS)}, got '
+  if l1_subproblem is not None and l1_subproblem not in l1_prox_newton.SUBPROBLEMS:
+    raise UserError(f'l1_subproblem must be one of {", ".join(l1_prox_newton.SUBPROBLEMS)}, got '
                     f'{l1_subproblem!r}')
   X = jnp.asarray(X)
   if not jnp.issubdtype(X.dtype, jnp.floating):
@@ -118,13 +118,13 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
                          newton_block=fista.FISTA.newton_block if newton_block is None
                          else int(newton_block))
   elif penalty == 'l2' and matrix_free(problem):
-    solver = newton_cg.NewtonCGL2(tol=float(tol), max_iter=int(max_iter))
+    solver = l2_newton_cg.NewtonCGL2(tol=float(tol), max_iter=int(max_iter))
   elif penalty == 'l2':
-    solver = newton.NewtonL2(tol=float(tol), max_iter=int(max_iter))
+    solver = l2_newton.NewtonL2(tol=float(tol), max_iter=int(max_iter))
   else:
-    solver = prox_newton.ProxNewtonL1(
+    solver = l1_prox_newton.ProxNewtonL1(
         tol=float(tol), max_iter=int(max_iter), subproblem=l1_subproblem,
-        block=prox_newton.BLOCK if newton_block is None else int(newton_block))
+        block=l1_prox_newton.BLOCK if newton_block is None else int(newton_block))
   # Splits are independent problems: spread over all devices, of all processes (padded with
   # copies of the first split, dropped below); the data and labels are replicated.
   mesh = sharding.global_mesh()

@@ -53,7 +53,7 @@ import numpy as np
 from miml_jax import sharding
 from miml_jax.solvers import batches
 from miml_jax.solvers import design as splits_design
-from miml_jax.solvers import newton_cg
+from miml_jax.solvers import l2_newton_cg
 from miml_jax.solvers import steps
 from miml_jax.solvers.objective import HIGHEST
 from miml_jax.solvers.objective import loss_terms
@@ -260,7 +260,7 @@ def _orthant_newton_cg(hessian_times, ridge, g, z, delta, forcing):
   matvec = lambda v: jnp.where(free, hessian_times(jnp.where(free, v, 0.0)), 0.0) + (
       ridge[..., None] * v)
   # conjugate_gradients works on (S, D, L); these are (S, L, D).
-  solved = newton_cg.conjugate_gradients(
+  solved = l2_newton_cg.conjugate_gradients(
       lambda v: jnp.moveaxis(matvec(jnp.moveaxis(v, 1, 2)), 2, 1), jnp.moveaxis(rhs, 2, 1),
       forcing * jnp.linalg.norm(rhs, axis=-1), jnp.ones(forcing.shape, bool), _CG_STEPS)
   solved = jnp.moveaxis(solved, 1, 2)

@@ -518,7 +518,7 @@ def test_matrix_free_solvers_hold_little_beyond_the_data():
     l1_matrix = temporaries(l1_prox_newton.solve, state, tol, iters, compact, block=256,
                             subproblem='cd')
     z0 = jnp.zeros((S, d + 1, L), np.float32)
-    l2_free = temporaries(l2_newton_cg.solve, z0, tol, max_iter=5)
+    l2_free = temporaries(l2_newton_cg.solve, l2_newton_cg.start(problem, z0), tol, iters)
     l2_matrix = temporaries(l2_newton.solve, l2_newton.start(problem, z0), tol, iters, compact)
   assert l1_free < 2 * data < l1_matrix
   assert l2_free < 2 * data < l2_matrix
@@ -538,8 +538,9 @@ def test_standardize_in_row_blocks_equals_the_whole_in_float64():
 
 
 @pytest.mark.parametrize('solver', [l2_newton.NewtonL2(tol=1e-7),
+                                    l2_newton_cg.NewtonCGL2(tol=1e-7),
                                     l1_prox_newton.ProxNewtonL1(tol=1e-7, block=32)],
-                         ids=['l2_newton', 'l1_prox_newton'])
+                         ids=['l2_newton', 'l2_newton_cg', 'l1_prox_newton'])
 def test_one_iteration_at_a_time_lowers_the_objective_to_liblinears(solver):
   """init_state / update, as in jaxopt: each iteration lowers F (beyond rounding, never raises
   it), a problem once done stays put, and iterating reaches liblinear's optimum."""
@@ -547,7 +548,7 @@ def test_one_iteration_at_a_time_lowers_the_objective_to_liblinears(solver):
   X, Y = cnn_like(rng, n=90, d=30, L=2)
   masks = np.stack([rng.permutation(90) < 60 for _ in range(2)])
   shift, scale = scaling.fit_scaling(X, masks, 'standardize')
-  penalty = 'l2' if isinstance(solver, l2_newton.NewtonL2) else 'l1'
+  penalty = 'l1' if isinstance(solver, l1_prox_newton.ProxNewtonL1) else 'l2'
   problem = make_problem(X.astype(np.float32), Y, masks, shift.astype(np.float32),
                          scale.astype(np.float32), 1.0)
   state = solver.init_state(problem)
@@ -597,3 +598,30 @@ def test_longer_steps_are_taken_only_where_they_lower_f_beyond_rounding():
   assert list(np.asarray(strict)) == [True, False, False]
   assert list(np.asarray(tentative)) == [False, True, False]
   assert int(best[0]) == 0 and int(best[1]) == len(steps.LONGER)
+
+
+@pytest.mark.parametrize('penalty', ['l1', 'l2'])
+def test_fista_one_iteration_at_a_time_is_its_run(penalty):
+  """FISTA's init_state / update: k updates are k iterations of `run` (the same iterates, its
+  Newton step where run takes one), and F never rises from one to the next."""
+  rng = np.random.default_rng(32)
+  X, Y = cnn_like(rng, n=80, d=20, L=2)
+  masks = np.stack([rng.permutation(80) < 60 for _ in range(2)])
+  shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  problem = make_problem(X.astype(np.float32), Y, masks, shift.astype(np.float32),
+                         scale.astype(np.float32), 1.0)
+  k = 23                                   # past two of L1's Newton steps (every 10)
+  solver = fista.FISTA(penalty=penalty, tol=1e-12, max_iter=k)
+  params_run, state_run = solver.run(problem)
+  state = solver.init_state(problem)
+  before = np.asarray(state.f)
+  # FISTA keeps a step uphill by no more than rounding (`_UPHILL_EPS` eps of |F|).
+  rounding = 1 + fista._UPHILL_EPS * np.finfo(np.float32).eps
+  for _ in range(k):
+    params, state = solver.update(problem, state)
+    after = np.asarray(state.f)
+    assert np.all(after <= before * rounding), (before, after)
+    before = after
+  assert np.all(np.asarray(state.n_iter) == k) and np.all(np.asarray(state_run.iter_num) == k)
+  np.testing.assert_allclose(params.coef, params_run.coef, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(state.f, state_run.objective, rtol=1e-6)

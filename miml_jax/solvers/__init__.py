@@ -9,13 +9,16 @@ each solver is a frozen dataclass of its hyper-parameters whose `run(problem)` r
                            fit_intercept=True)
     params, state = ProxNewtonL1(tol=1e-6).run(problem)     # or NewtonL2, NewtonCGL2, FISTA(...)
 
-The Newton solvers also go one iteration at a time, for following or testing one:
+Every solver also goes one iteration at a time, for following or testing one:
 
-    solver = ProxNewtonL1(tol=1e-6)                    # or NewtonL2
+    solver = ProxNewtonL1(tol=1e-6)                    # or NewtonL2, NewtonCGL2, FISTA(...)
     state = solver.init_state(problem)
     params, state = solver.update(problem, state)      # state.f, state.kkt, state.done, ...
 
-They share one skeleton (`miml_jax.solvers.steps`: the loop state, the step-length search, the
+Their tunables are dataclass fields (`ProxNewtonL1(block=, cd_sweeps=, growth=)`,
+`NewtonCGL2(max_cg=)`, `FISTA(newton_every=, newton_block=, check_every=)`), each module named
+by what it solves (`l1_prox_newton`, `l2_newton`, `l2_newton_cg`, `fista`). The Newton solvers
+share one skeleton (`miml_jax.solvers.steps`: the loop state, the step-length search, the
 progress check, the loop and the clean-up) and one queue for a batch that shrinks to the
 problems still going (`miml_jax.solvers.batches`).
 

@@ -42,6 +42,7 @@ from miml_jax.solvers.objective import HIGHEST as _HIGHEST
 from miml_jax.solvers.objective import loss_terms as _loss_terms
 from miml_jax.solvers.objective import optimality
 from miml_jax.solvers.objective import penalty_value as _penalty
+from miml_jax.solvers.problem import loop_limits
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
@@ -73,17 +74,37 @@ class FISTA:
   max_iter: int = 10_000
   newton_every: int | None = None
   newton_block: int = 256
+  check_every: int = _CHECK_EVERY
 
   def run(self, problem: Problem, mesh=None, init=None) -> tuple[Params, SolverState]:
     """init: (S, D, L) the scaled weights to start from (`problem.scaled_weights`; None: 0)."""
+    z0 = zero_weights(problem, mesh) if init is None else init
+    state = sharding.map_splits(start, mesh, problem, z0, penalty=self.penalty)
+    (params, result), _ = sharding.map_splits(
+        solve, mesh, problem, state, shared=loop_limits(problem, self.tol, self.max_iter),
+        **self._static())
+    return params, result
+
+  def init_state(self, problem: Problem, init=None) -> '_State':
+    """The loop state at init (S, D, L) (scaled weights; None: 0), as `run` starts: the metric,
+    and the stopping measure there."""
+    return start(problem, zero_weights(problem) if init is None else init, penalty=self.penalty)
+
+  def update(self, problem: Problem, state: '_State') -> tuple[Params, '_State']:
+    """One iteration from `state` (with its Newton step where `run` takes one), for every
+    problem of the batch, the stopping measure taken after it: its weights in raw units, and the
+    state after it."""
+    (params, _), state = solve(problem, state, *loop_limits(problem, self.tol, 1),
+                               **self._static())
+    return params, state
+
+
+  def _static(self) -> dict:
     every = self.newton_every
     if every is None:
       every = 10 if self.penalty == 'l1' else 0
-    tol = jnp.asarray(self.tol, problem.X.dtype)
-    z0 = zero_weights(problem, mesh) if init is None else init
-    return sharding.map_splits(solve, mesh, problem, z0, shared=(tol,), penalty=self.penalty,
-                               max_iter=self.max_iter, newton_every=every,
-                               newton_block=self.newton_block)
+    return dict(penalty=self.penalty, newton_every=every, newton_block=self.newton_block,
+                check_every=self.check_every)
 
 
 def _top_eigenvalue(X, mask, mean, std, key):
@@ -207,54 +228,94 @@ class _State(NamedTuple):
   kkt: jax.Array       # (S, L)
   kkt0: jax.Array      # (S, L)
   a: jax.Array         # (S, L) the metric prox's last root, to start the next one from
-  it: jax.Array        # ()
+  it: jax.Array        # () iterations since the start
+  d: jax.Array         # (S, D) the metric's diagonal and rank-one vector (`_metric`)
+  u: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=('penalty', 'max_iter', 'newton_every',
-                                             'newton_block'))
-def solve(problem: Problem, z0, tol, *, penalty, max_iter, newton_every, newton_block):
-  """FISTA on every problem of `problem` from z0 (S, D, L) to relative tolerance `tol` (of the
-  measure at 0, wherever it starts); weights in raw units."""
-  X, Y, mask, shift, scale, C = (problem.X, problem.Y, problem.mask, problem.shift,
-                                 problem.scale, problem.C)
-  intercept_scaling, fit_intercept = problem.intercept_scaling, problem.fit_intercept
-  n, dim = X.shape
-  S, L = mask.shape[0], Y.shape[1]
-  dtype = X.dtype
-  D = dim + int(fit_intercept)
-  ysign = (2.0 * Y - 1.0)[None]                           # (1, n, L)
-  m3 = mask[..., None]                                    # (S, n, 1)
-  C = jnp.broadcast_to(C, (L,))
-  kappa = C / 4.0
-  raw_shift = shift
-  design = splits_design.make(X, shift, scale, intercept_scaling, fit_intercept)
-  X, shift = design.X, design.shift
-  d, u = _metric(X, mask, shift, scale, intercept_scaling, fit_intercept)
-  margins = functools.partial(splits_design.margins, design)
-  margins_transpose = functools.partial(splits_design.margins_transpose, design)
-  all_rows = jnp.broadcast_to(jnp.arange(n), (S, n))
+class _Operators(NamedTuple):
+  """What `start` and `solve` build from a problem: its design (`miml_jax.solvers.design`),
+  labels as signs (1, n, L), mask (S, n, 1), C and κ = C/4 (L,), and every split's rows."""
+  design: splits_design.Design
+  ysign: jax.Array
+  m3: jax.Array
+  C: jax.Array
+  kappa: jax.Array
+  all_rows: jax.Array
 
-  def total(z, xz):
-    return _penalty(z, penalty) + C * _loss_terms(xz, ysign, m3)
 
-  def gradient(xz):
-    # d/dmargin of C log(1 + exp(-y m)) is -C y sigmoid(-y m).
-    return margins_transpose(-C * ysign * jax.nn.sigmoid(-ysign * xz) * m3)
+def _operators(problem: Problem) -> _Operators:
+  n, L = problem.X.shape[0], problem.num_labels
+  C = jnp.broadcast_to(problem.C, (L,))
+  design = splits_design.make(problem.X, problem.shift, problem.scale,
+                              problem.intercept_scaling, problem.fit_intercept)
+  return _Operators(design, (2.0 * problem.Y - 1.0)[None], problem.mask[..., None], C, C / 4.0,
+                    jnp.broadcast_to(jnp.arange(n), (problem.num_splits, n)))
 
-  def step(z, xz, a):
-    """One prox-gradient step from z: (z⁺, prox root)."""
-    v = z - _metric_solve(gradient(xz), d, u) / kappa
-    return _metric_prox(v, d, u, kappa, penalty, a)
 
-  zeros = jnp.zeros((S, D, L), dtype)
-  kkt0 = jnp.maximum(optimality(zeros, gradient(jnp.zeros((S, n, L), dtype)), penalty),
+def _total(ops: _Operators, z, xz, penalty):
+  return _penalty(z, penalty) + ops.C * _loss_terms(xz, ops.ysign, ops.m3)
+
+
+def _gradient(ops: _Operators, xz):
+  # d/dmargin of C log(1 + exp(-y m)) is -C y sigmoid(-y m).
+  return splits_design.margins_transpose(
+      ops.design, -ops.C * ops.ysign * jax.nn.sigmoid(-ops.ysign * xz) * ops.m3)
+
+
+def _prox_step(ops: _Operators, d, u, z, xz, a, penalty):
+  """One prox-gradient step from z in the metric (d, u): (z⁺, prox root)."""
+  v = z - _metric_solve(_gradient(ops, xz), d, u) / ops.kappa
+  return _metric_prox(v, d, u, ops.kappa, penalty, a)
+
+
+def _check(ops: _Operators, s: _State, tol, penalty) -> _State:
+  """The stopping measure at the current iterate (one more product with the data)."""
+  kkt = optimality(s.z, _gradient(ops, s.xz), penalty) / s.kkt0
+  active = ~s.done
+  return s._replace(done=s.done | (active & (kkt <= tol)), kkt=jnp.where(active, kkt, s.kkt))
+
+
+@functools.partial(jax.jit, static_argnames=('penalty',))
+def start(problem: Problem, z0, *, penalty) -> _State:
+  """The state of `solve` at z0 (S, D, L), a starting point in the scaled problem's weights:
+  the metric, and the stopping measure at z0 (a problem may be solved where it starts)."""
+  ops = _operators(problem)
+  S, L, D = problem.num_splits, problem.num_labels, problem.dim
+  n, dtype = problem.X.shape[0], problem.X.dtype
+  d, u = _metric(ops.design.X, problem.mask, ops.design.shift, problem.scale,
+                 problem.intercept_scaling, problem.fit_intercept)
+  kkt0 = jnp.maximum(optimality(jnp.zeros((S, D, L), dtype),
+                                _gradient(ops, jnp.zeros((S, n, L), dtype)), penalty),
                      jnp.finfo(dtype).tiny)
   z0 = z0.astype(dtype)
-  xz0 = margins(z0)
-  _, a0 = step(z0, xz0, jnp.zeros((S, L), dtype))
-  state = _State(z0, xz0, z0, xz0, total(z0, xz0), jnp.ones((S, L), dtype),
-                 jnp.zeros((S, L), jnp.int32), jnp.zeros((S, L), bool), jnp.ones((S, L), dtype),
-                 kkt0, a0, jnp.zeros((), jnp.int32))
+  xz0 = splits_design.margins(ops.design, z0)
+  _, a0 = _prox_step(ops, d, u, z0, xz0, jnp.zeros((S, L), dtype), penalty)
+  state = _State(z0, xz0, z0, xz0, _total(ops, z0, xz0, penalty), jnp.ones((S, L), dtype),
+                 jnp.zeros((S, L), jnp.int32), jnp.zeros((S, L), bool),
+                 jnp.ones((S, L), dtype), kkt0, a0, jnp.zeros((), jnp.int32), d, u)
+  # Any tolerance: a problem is done at its start only where the measure there is 0.
+  return _check(ops, state, jnp.zeros((), dtype), penalty)
+
+
+@functools.partial(jax.jit, static_argnames=('penalty', 'newton_every', 'newton_block',
+                                             'check_every'))
+def solve(problem: Problem, state: _State, tol, max_iter, *, penalty, newton_every,
+          newton_block, check_every=_CHECK_EVERY):
+  """FISTA on every problem of `problem` from `state` (`start`) to relative tolerance `tol` (of
+  the measure at 0, wherever it starts), for at most max_iter more iterations (traced: a second
+  call compiles nothing new). Returns ((Params in raw units, SolverState), the state it stopped
+  in)."""
+  ops = _operators(problem)
+  design, ysign, m3, C = ops.design, ops.ysign, ops.m3, ops.C
+  D, dtype = problem.dim, problem.X.dtype
+  margins = functools.partial(splits_design.margins, design)
+  margins_transpose = functools.partial(splits_design.margins_transpose, design)
+  all_rows = ops.all_rows
+  total = lambda z, xz: _total(ops, z, xz, penalty)
+  check = lambda s: _check(ops, s, tol, penalty)
+  state = check(state)   # the tolerance may be another than the last call's
+  first = state.it
 
   block = min(D, newton_block)
 
@@ -327,7 +388,7 @@ def solve(problem: Problem, z0, tol, *, penalty, max_iter, newton_every, newton_
                       f=jnp.where(better, f_best, s.f))
 
   def cond(s):
-    return (s.it < max_iter) & ~jnp.all(s.done)
+    return (s.it - first < max_iter) & ~jnp.all(s.done)
 
   def body(s):
     # Momentum point y = z + ((t - 1) / t_next)(z - z_prev); margins are linear, so Xy is free.
@@ -335,7 +396,7 @@ def solve(problem: Problem, z0, tol, *, penalty, max_iter, newton_every, newton_
     beta = ((s.t - 1.0) / t_next)[:, None, :]
     y = s.z + beta * (s.z - s.z_prev)
     xy = s.xz + beta * (s.xz - s.xz_prev)
-    z_new, a = step(y, xy, s.a)
+    z_new, a = _prox_step(ops, s.d, s.u, y, xy, s.a, penalty)
     xz_new = margins(z_new)
     f_new = total(z_new, xz_new)
     # Uphill beyond rounding: at the optimum, steps that only shuffle the last bits are fine.
@@ -344,29 +405,20 @@ def solve(problem: Problem, z0, tol, *, penalty, max_iter, newton_every, newton_
     sel = lambda a, b: jnp.where(keep[:, None, :], a, b)
     frozen = lambda a, b: jnp.where(s.done[:, None, :], a, b)
     active = ~s.done
-    return _State(
+    return s._replace(
         z=sel(s.z, z_new), xz=sel(s.xz, xz_new),
         z_prev=frozen(s.z_prev, s.z), xz_prev=frozen(s.xz_prev, s.xz),
         f=jnp.where(keep, s.f, f_new),
         t=jnp.where(s.done, s.t, jnp.where(worse, 1.0, t_next)),
-        n_iter=s.n_iter + active.astype(jnp.int32),
-        done=s.done, kkt=s.kkt, kkt0=s.kkt0, a=a, it=s.it + 1)
-
-  def check(s):
-    """The stopping measure at the current iterate (one more product with the data)."""
-    kkt = optimality(s.z, gradient(s.xz), penalty) / s.kkt0
-    active = ~s.done
-    return s._replace(done=s.done | (active & (kkt <= tol)),
-                      kkt=jnp.where(active, kkt, s.kkt))
+        n_iter=s.n_iter + active.astype(jnp.int32), a=a, it=s.it + 1)
 
   def body_with_newton(s):
     s = body(s)
     if newton_every:
       s = jax.lax.cond(s.it % newton_every == 0, newton, lambda s: s, s)
-    return jax.lax.cond(s.it % _CHECK_EVERY == 0, check, lambda s: s, s)
+    return jax.lax.cond(s.it % check_every == 0, check, lambda s: s, s)
 
-  # A problem may be solved where it starts (z = 0: a label with hardly any positives).
-  s = jax.lax.while_loop(cond, body_with_newton, check(state))
+  s = jax.lax.while_loop(cond, body_with_newton, state)
   s = check(s)   # where the loop ended between checks
-  coef, intercept = splits_design.raw_weights(design, s.z, raw_shift)
-  return Params(coef, intercept), SolverState(s.n_iter, s.kkt, s.f, s.done)
+  coef, intercept = splits_design.raw_weights(design, s.z, problem.shift)
+  return (Params(coef, intercept), SolverState(s.n_iter, s.kkt, s.f, s.done)), s

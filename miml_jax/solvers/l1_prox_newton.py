@@ -60,6 +60,7 @@ from miml_jax.solvers.objective import loss_terms
 from miml_jax.solvers.objective import min_norm_subgradient
 from miml_jax.solvers.objective import optimality
 from miml_jax.solvers.problem import matrix_free
+from miml_jax.solvers.problem import loop_limits
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
@@ -87,6 +88,7 @@ _MATRIX_FREE_STEPS = 30
 _POWER_STEPS = 15
 
 SUBPROBLEMS = ('cd', 'fista', 'matrix_free')
+_DEFAULT_INNER_STEPS = {'cd': _CD_SWEEPS, 'fista': _FISTA_STEPS, 'matrix_free': _MATRIX_FREE_STEPS}
 # Most conjugate-gradient steps of the matrix-free orthant Newton step.
 _CG_STEPS = 50
 # The first working set, per problem (grown while a support outgrows it, `grown`): at C=1 the
@@ -112,17 +114,26 @@ class ProxNewtonL1:
   max_iter: int = 10_000
   block: int = BLOCK
   subproblem: str | None = None
+  # The inner method's passes or steps per Newton step, by subproblem, and the set's growth.
+  cd_sweeps: int = _CD_SWEEPS
+  fista_steps: int = _FISTA_STEPS
+  matrix_free_steps: int = _MATRIX_FREE_STEPS
+  growth: float = _GROWTH
+
+  def _inner(self, problem: Problem) -> dict:
+    """The static settings of `solve` for `problem`: its subproblem and that one's steps."""
+    subproblem = self.subproblem or default_subproblem(problem)
+    steps_of = {'cd': self.cd_sweeps, 'fista': self.fista_steps,
+                'matrix_free': self.matrix_free_steps}
+    return dict(subproblem=subproblem, inner_steps=steps_of[subproblem])
 
   def run(self, problem: Problem, mesh=None, init=None) -> tuple[Params, SolverState]:
     """init: (S, D, L) the scaled weights to start from (`problem.scaled_weights`; None: 0);
     the working set starts with their non-zero coordinates."""
-    subproblem = self.subproblem
-    if subproblem is None:
-      subproblem = default_subproblem(problem)
     z = zero_weights(problem, mesh) if init is None else init
     tol = jnp.asarray(self.tol, problem.X.dtype)
     return solve_growing(problem, tol, z, mesh=mesh, max_iter=self.max_iter, block=self.block,
-                         subproblem=subproblem)
+                         growth=self.growth, **self._inner(problem))
 
   def init_state(self, problem: Problem, init=None) -> '_State':
     """The loop state at init (S, D, L) (scaled weights; None: 0), as `run` starts."""
@@ -132,16 +143,14 @@ class ProxNewtonL1:
     """One iteration from `state` at this solver's block, for every problem of the batch (`run`'s,
     without the shrinking batch and the growing block): its weights in raw units, and the state
     after it."""
-    subproblem = self.subproblem or default_subproblem(problem)
-    (params, _), state = solve(problem, state, jnp.asarray(self.tol, problem.X.dtype),
-                               jnp.asarray(1, jnp.int32), False, block=self.block,
-                               subproblem=subproblem)
+    (params, _), state = solve(problem, state, *loop_limits(problem, self.tol, 1), False,
+                               block=self.block, **self._inner(problem))
     return params, state
 
 
-def grown(block: int) -> int:
+def grown(block: int, growth: float = _GROWTH) -> int:
   """The working set's size after `block`, for the problems it held back."""
-  return -(-int(block * _GROWTH) // _BLOCK_STEP) * _BLOCK_STEP
+  return -(-int(block * growth) // _BLOCK_STEP) * _BLOCK_STEP
 
 
 def default_subproblem(problem: Problem) -> str:
@@ -267,7 +276,7 @@ def _orthant_newton_cg(hessian_times, ridge, g, z, delta, forcing):
   return jnp.where(free, jnp.where(jnp.isfinite(solved), solved, 0.0), fixed), sigma
 
 
-def _matrix_free_candidates(design, z, xz, g, ysign, mask, C, t, kkt):
+def _matrix_free_candidates(design, z, xz, g, ysign, mask, C, t, kkt, inner_steps):
   """`_candidates` on every coordinate, with the model Hessian X̃ᵀ D X̃ through products with the
   shared data: memory of the data plus a few (S, n, L) arrays, and cost linear in the rows.
   Returns (the points z + t·δ (S, L, 2J, D), their loss terms (S, L, 2J))."""
@@ -277,7 +286,7 @@ def _matrix_free_candidates(design, z, xz, g, ysign, mask, C, t, kkt):
       design, curvature * splits_design.margins(design, natural(v))))
   zt, gt = natural(z), natural(g)
   ridge = steps.RIDGE * jnp.maximum(natural(curvature).sum(-1), jnp.finfo(z.dtype).tiny)
-  inner = _accelerated_prox_gradient(hessian_times, ridge, gt, zt, _MATRIX_FREE_STEPS)
+  inner = _accelerated_prox_gradient(hessian_times, ridge, gt, zt, inner_steps)
   newton, sigma = _orthant_newton_cg(hessian_times, ridge, gt, zt, inner,
                                      jnp.minimum(0.5, jnp.sqrt(kkt)))
   # Coordinates the full Newton step would take across zero stop at zero: along this direction
@@ -303,14 +312,14 @@ def _working_set(zt, sub, K):
   return idx, outside
 
 
-def _candidates(H, h_diag, ridge, g, z, t, subproblem):
+def _candidates(H, h_diag, ridge, g, z, t, subproblem, inner_steps):
   """The points z + t·δ to try (..., 2J, K): δ the inner method's minimiser of the model, then
   the exact Newton step at its signs (kept in its orthant), each at the step lengths t (J,)."""
   if subproblem == 'cd':
-    inner = _coordinate_descent(H, h_diag + ridge[..., None], g, z, _CD_SWEEPS)
+    inner = _coordinate_descent(H, h_diag + ridge[..., None], g, z, inner_steps)
   else:
     inner = _accelerated_prox_gradient(functools.partial(_hessian_times, H), ridge, g, z,
-                                       _FISTA_STEPS)
+                                       inner_steps)
   newton, sigma = _orthant_newton(H, ridge, g, z, inner)
   inner_try = z[..., None, :] + t[:, None] * inner[..., None, :]
   newton_try = z[..., None, :] + t[:, None] * newton[..., None, :]
@@ -348,12 +357,16 @@ def start(problem: Problem, z0) -> _State:
                 full=jnp.zeros((S, L), bool))
 
 
-@functools.partial(jax.jit, static_argnames=('block', 'subproblem'))
-def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, subproblem):
+@functools.partial(jax.jit, static_argnames=('block', 'subproblem', 'inner_steps'))
+def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, subproblem,
+          inner_steps=None):
   """Every problem of `problem` on from state (`start`); max_iter: most iterations (traced: a
   second call compiles nothing new). compact: also stop once the problems still going fit in
-  a quarter of the batch (`batches.fits_smaller`), to go on with those alone. Returns ((Params in raw units,
-  SolverState), the `_State` it stopped in)."""
+  a quarter of the batch (`batches.fits_smaller`), to go on with those alone. inner_steps: the
+  subproblem's passes or steps per Newton step (None: its default). Returns ((Params in raw
+  units, SolverState), the `_State` it stopped in)."""
+  if inner_steps is None:
+    inner_steps = _DEFAULT_INNER_STEPS[subproblem]
   X, Y, mask, rows, valid = problem.X, problem.Y, problem.mask, problem.rows, problem.valid
   shift, scale, C = problem.shift, problem.scale, problem.C
   intercept_scaling, fit_intercept = problem.intercept_scaling, problem.fit_intercept
@@ -392,7 +405,8 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
     z_w = jnp.take_along_axis(zt, idx, axis=-1)
     g_w = jnp.take_along_axis(gt, idx, axis=-1)
     if subproblem == 'matrix_free':
-      z_try, loss = _matrix_free_candidates(design, s.z, s.xz, g, ysign, m3, C, t, kkt)
+      z_try, loss = _matrix_free_candidates(design, s.z, s.xz, g, ysign, m3, C, t, kkt,
+                                            inner_steps)
       z_try = jnp.take_along_axis(z_try, idx[..., None, :], axis=-1)    # (S, L, 2J, K)
     else:
       xz_rows = jnp.moveaxis(on_rows(s.xz), 1, 2)                          # (S, L, m)
@@ -402,7 +416,8 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
       H = jnp.einsum('slkm,slm,sljm->slkj', x_w, curvature, x_w, precision=HIGHEST)
       h_diag = jnp.diagonal(H, axis1=-2, axis2=-1)
       ridge = steps.RIDGE * jnp.maximum(h_diag.mean(axis=-1), jnp.finfo(dtype).tiny)
-      z_try = _candidates(H, h_diag, ridge, g_w, z_w, t, subproblem)     # (S, L, 2J, K)
+      z_try = _candidates(H, h_diag, ridge, g_w, z_w, t, subproblem,
+                          inner_steps)                                    # (S, L, 2J, K)
       xz_try = (xz_rows[..., None, :]
                 + jnp.einsum('slkm,sljk->sljm', x_w, z_try - z_w[..., None, :],
                              precision=HIGHEST))                          # (S, L, 2J, m)
@@ -433,7 +448,8 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
   return steps.finish(s, kkt, tol, *splits_design.raw_weights(design, s.z, shift)), s
 
 
-def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem):
+def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem, inner_steps,
+                  growth=_GROWTH):
   """`solve` from z (each device on its share of the splits, `sharding.map_splits`), as a queue:
   once the problems still going fit in a quarter of the batch they go on alone from where they
   are (on Scene at C=1 a third of the batch's problem-iterations were needed, the rest was
@@ -445,14 +461,14 @@ def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem
   S, L = problem.num_splits, problem.num_labels
   run = lambda sub, state, left: sharding.map_splits(
       solve, mesh, sub, state, shared=(tol, jnp.asarray(left, jnp.int32), compact),
-      block=block, subproblem=subproblem)
+      block=block, subproblem=subproblem, inner_steps=inner_steps)
   begin = lambda sub, z0: sharding.map_splits(start, mesh, sub, z0)
   (params, result), state = run(problem, begin(problem, z), max_iter)
   if not compact:   # every stage solves all the splits
     n_iter = state.n_iter
     while (block < problem.dim and bool(jnp.any(state.full))
            and int(jnp.max(n_iter)) < max_iter):
-      block = grown(block)
+      block = grown(block, growth)
       (params, result), state = run(problem, begin(problem, state.z),
                                     max_iter - int(jnp.max(n_iter)))
       n_iter = n_iter + state.n_iter
@@ -469,7 +485,7 @@ def solve_growing(problem: Problem, tol, z, *, mesh, max_iter, block, subproblem
       pick, fresh = ~done, False               # go on at this block
     elif full.any() and block < problem.dim:
       pick, fresh = full, True                 # again from where they stopped, a larger block
-      block = grown(block)
+      block = grown(block, growth)
     else:
       break
     if fresh:

@@ -35,6 +35,7 @@ from miml_jax import sharding
 from miml_jax.solvers import batches
 from miml_jax.solvers import steps
 from miml_jax.solvers.objective import HIGHEST
+from miml_jax.solvers.problem import loop_limits
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
@@ -82,8 +83,7 @@ class NewtonL2:
     """One iteration from `state`, for every problem of the batch (`run`'s, without the shrinking
     batch): its weights in raw units, and the state after it. (It forms the rows' Gram matrix
     again: for following one iteration, not for speed.)"""
-    (params, _), state = solve(problem, state, jnp.asarray(self.tol, problem.X.dtype),
-                               jnp.asarray(1, jnp.int32), False)
+    (params, _), state = solve(problem, state, *loop_limits(problem, self.tol, 1), False)
     return params, state
 
 

@@ -24,6 +24,7 @@ from miml_jax import sharding
 from miml_jax.solvers import design as splits_design
 from miml_jax.solvers import steps
 from miml_jax.solvers.objective import loss_terms
+from miml_jax.solvers.problem import loop_limits
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
 from miml_jax.solvers.problem import SolverState
@@ -44,10 +45,25 @@ class NewtonCGL2:
 
   def run(self, problem: Problem, mesh=None, init=None) -> tuple[Params, SolverState]:
     """init: (S, D, L) the scaled weights to start from (`problem.scaled_weights`; None: 0)."""
-    tol = jnp.asarray(self.tol, problem.X.dtype)
     z0 = zero_weights(problem, mesh) if init is None else init
-    return sharding.map_splits(solve, mesh, problem, z0, shared=(tol,), max_iter=self.max_iter,
+    state = sharding.map_splits(start, mesh, problem, z0)
+    (params, result), _ = sharding.map_splits(
+        solve, mesh, problem, state, shared=loop_limits(problem, self.tol, self.max_iter),
+        max_cg=self.max_cg)
+    return params, result
+
+  def init_state(self, problem: Problem, init=None) -> steps.NewtonState:
+    """The loop state at init (S, D, L) (scaled weights; None: 0), as `run` starts."""
+    return start(problem, zero_weights(problem) if init is None else init)
+
+  def update(self, problem: Problem, state: steps.NewtonState
+             ) -> tuple[Params, steps.NewtonState]:
+    """One iteration from `state`, for every problem of the batch: its weights in raw units, and
+    the state after it."""
+    (params, _), state = solve(problem, state, *loop_limits(problem, self.tol, 1),
                                max_cg=self.max_cg)
+    return params, state
+
 
 
 def conjugate_gradients(matvec, b, target, active, max_steps):
@@ -75,17 +91,15 @@ def conjugate_gradients(matvec, b, target, active, max_steps):
   return x
 
 
-@functools.partial(jax.jit, static_argnames=('max_iter', 'max_cg'))
-def solve(problem: Problem, z0, tol, *, max_iter, max_cg=MAX_CG) -> tuple[Params, SolverState]:
-  """Newton-CG on every problem of `problem` to relative tolerance `tol`; weights in raw units."""
-  X, Y, mask, shift, scale = problem.X, problem.Y, problem.mask, problem.shift, problem.scale
-  S, L = mask.shape[0], Y.shape[1]
-  dtype = X.dtype
+def _operators(problem: Problem):
+  """(design, labels as signs (1, n, L), mask (S, n, 1), C (L,), F(z, xz), gradient(z, xz) ->
+  (∇F, curvature)) of `problem`: what `start` and `solve` share."""
+  L = problem.num_labels
   C = jnp.broadcast_to(problem.C, (L,))
-  design = splits_design.make(X, shift, scale, problem.intercept_scaling, problem.fit_intercept)
-  ysign = (2.0 * Y - 1.0)[None]                                          # (1, n, L)
-  m3 = mask[..., None]                                                    # (S, n, 1)
-  t = steps.lengths(dtype)
+  design = splits_design.make(problem.X, problem.shift, problem.scale,
+                              problem.intercept_scaling, problem.fit_intercept)
+  ysign = (2.0 * problem.Y - 1.0)[None]                                  # (1, n, L)
+  m3 = problem.mask[..., None]                                            # (S, n, 1)
 
   def f_of(z, xz):
     return 0.5 * jnp.square(z).sum(axis=1) + C * loss_terms(xz, ysign, m3)
@@ -94,6 +108,29 @@ def solve(problem: Problem, z0, tol, *, max_iter, max_cg=MAX_CG) -> tuple[Params
     p = jax.nn.sigmoid(-ysign * xz)
     g = z + splits_design.margins_transpose(design, -C * ysign * p * m3)
     return g, C * p * (1.0 - p) * m3
+
+  return design, ysign, m3, C, f_of, gradient
+
+
+@jax.jit
+def start(problem: Problem, z0) -> steps.NewtonState:
+  """The state of `solve` at z0 (S, D, L), a starting point in the scaled problem's weights."""
+  design, _, _, _, f_of, _ = _operators(problem)
+  z0 = z0.astype(problem.X.dtype)
+  xz0 = splits_design.margins(design, z0)
+  return steps.start(z0, xz0, f_of(z0, xz0))
+
+
+@functools.partial(jax.jit, static_argnames=('max_cg',))
+def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, *, max_cg=MAX_CG):
+  """Newton-CG on every problem of `problem` from `state` (`start`) to relative tolerance `tol`
+  (of the gradient's norm at 0, wherever it starts); max_iter: most iterations (traced: a second
+  call compiles nothing new). Returns ((Params in raw units, SolverState), the state it stopped
+  in)."""
+  S, n, L = problem.num_splits, problem.X.shape[0], problem.num_labels
+  dtype = problem.X.dtype
+  design, ysign, m3, C, f_of, gradient = _operators(problem)
+  t = steps.lengths(dtype)
 
   def body(s):
     g, curv = gradient(s.z, s.xz)
@@ -121,11 +158,8 @@ def solve(problem: Problem, z0, tol, *, max_iter, max_cg=MAX_CG) -> tuple[Params
     return steps.advance(s, z, xz, f_of, kkt=kkt, move=move, tentative=tentative,
                          revert=revert, converged=converged, done=done)
 
-  g0 = jnp.maximum(jnp.linalg.norm(gradient(jnp.zeros(z0.shape, dtype), jnp.zeros(
-      (S, X.shape[0], L), dtype))[0], axis=1), jnp.finfo(dtype).tiny)
-  z0 = z0.astype(dtype)
-  xz0 = splits_design.margins(design, z0)
-  state = steps.start(z0, xz0, f_of(z0, xz0))
+  g0 = jnp.maximum(jnp.linalg.norm(gradient(jnp.zeros_like(state.z), jnp.zeros(
+      (S, n, L), dtype))[0], axis=1), jnp.finfo(dtype).tiny)
   s = steps.iterate(body, state, max_iter)
   kkt = jnp.linalg.norm(gradient(s.z, s.xz)[0], axis=1) / g0
-  return steps.finish(s, kkt, tol, *splits_design.raw_weights(design, s.z, shift))
+  return steps.finish(s, kkt, tol, *splits_design.raw_weights(design, s.z, problem.shift)), s

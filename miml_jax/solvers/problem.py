@@ -132,6 +132,12 @@ def scaled_weights(problem: Problem, coef, intercept) -> jax.Array:
   return z
 
 
+def loop_limits(problem: Problem, tol: float, iterations: int):
+  """(tol, iterations) as the solvers' traced arguments: a new tolerance or iteration cap
+  compiles nothing new."""
+  return jnp.asarray(tol, problem.X.dtype), jnp.asarray(iterations, jnp.int32)
+
+
 def zero_weights(problem: Problem, mesh=None):
   """(S, D, L) zero weights, every solver's default start, spread over the mesh as the splits
   are."""

@@ -103,11 +103,12 @@ def scaled_objective(X, Y, masks, shift, scale, coef, intercept, *, penalty, C,
   return reg + C * loss
 
 
-def run_method(name, X, Y, masks, protocol=protocol_lib.Protocol(), *, n_jobs=-1,
+def run_method(name, X, Y, masks, protocol=None, *, n_jobs=-1,
                test_masks=None, scalings=None, progress=False, parts_dir=None,
                final_fits=None) -> MethodResult:
-  """Fits method `name` under `protocol` (its C, scaling, tolerance and iteration cap) on every
-  split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test part.
+  """Fits method `name` under `protocol` (its C, scaling, tolerance and iteration cap; None: the
+  default `Protocol`) on every split (X: (n, d), Y: (n, q), masks: (S, n)) and scores its test
+  part.
 
   n_jobs: liblinear's processes. test_masks: (S, n) the rows to score, if not all rows outside
   the training masks (Figure 3 trains on subsets of a split's training part and scores the same
@@ -116,6 +117,9 @@ def run_method(name, X, Y, masks, protocol=protocol_lib.Protocol(), *, n_jobs=-1
   splits, with the time left. For the recipe: parts_dir, where it keeps its finished splits,
   and final_fits, as `run_recipe`.
   """
+  # Built here, not as a default: a Protocol checks the recipe's steps, and importing the recipe
+  # is work an import of this module should not do.
+  protocol = protocol_lib.Protocol() if protocol is None else protocol
   method = protocol_lib.method(name)
   if method.solver == 'recipe':
     return run_recipe(X, Y, masks, protocol, test_masks=test_masks, progress=progress,
@@ -177,7 +181,7 @@ def run_method(name, X, Y, masks, protocol=protocol_lib.Protocol(), *, n_jobs=-1
                       (coef, intercept) if method.ours else None)
 
 
-def run_recipe(X, Y, masks, protocol=protocol_lib.Protocol(), *, test_masks=None,
+def run_recipe(X, Y, masks, protocol=None, *, test_masks=None,
                progress=False, parts_dir=None, final_fits=None) -> MethodResult:
   """The recipe (`miml_jax.recipe`, with `protocol`'s steps, grid, folds, C, scaling, tolerance
   and iteration cap) fitted on each split's training part alone (its cross-validation folds cut
@@ -195,6 +199,7 @@ def run_recipe(X, Y, masks, protocol=protocol_lib.Protocol(), *, test_masks=None
   rather than solved again.
   """
   from miml_jax import recipe as recipe_lib   # pylint: disable=g-import-not-at-top
+  protocol = protocol_lib.Protocol() if protocol is None else protocol
   tol = protocol.tol_of('recipe')
   scaling_kind, max_iter = protocol.scaling, protocol.max_iter
   recipe_kwargs = dict(protocol.recipe_kwargs, C=protocol.C)

@@ -29,7 +29,8 @@ def test_solve_benchmark_times_both_tolerances_and_reaches_the_optimum(tmp_path)
   features = random_feature_file(tmp_path / 'random.h5')
   out = tmp_path / 'solve.json'
   run('miml_jax.benchmarks.solve', f'--features={features}', '--splits=2',
-      '--liblinear_tols=1e-8,1e-2', '--n_jobs=1', '--l1_subproblems=cd,fista', f'--output={out}')
+      '--liblinear_tols=1e-8,1e-2', '--n_jobs=1', '--l1_subproblems=cd,fista', '--recipe',
+      f'--output={out}')
   result = json.loads(out.read_text())
   assert result['problems'] == 6 and set(result['penalties']) == {'l1', 'l2'}
   for row in result['penalties'].values():
@@ -45,6 +46,11 @@ def test_solve_benchmark_times_both_tolerances_and_reaches_the_optimum(tmp_path)
   assert set(l1['l1_subproblems']) == {'cd', 'fista'}
   assert all(v['gap_worst'] < 1e-4 for v in l1['l1_subproblems'].values())
   assert l1['jax_seconds'] == l1['l1_subproblems']['cd']['jax_seconds']
+  # The recipe alone and as Table 1 runs it (given the L1 and L2 fits), over newton_l1's time.
+  recipe = result['recipe']
+  for seconds, ratio in (('seconds', 'recipe_over_newton_l1'),
+                         ('seconds_given_final_fits', 'given_final_fits_over_newton_l1')):
+    assert recipe[ratio] == pytest.approx(recipe[seconds] / l1['jax_seconds'])
 
 
 @pytest.mark.slow

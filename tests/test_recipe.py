@@ -161,6 +161,40 @@ def test_table1_recipe_takes_over_the_newton_fits_with_the_same_results():
                                                                         'newton_l2']
 
 
+def test_given_final_fits_start_the_l2_folds_and_never_the_l1_folds(monkeypatch):
+  """With the final fits given (Table 1), each L2 fold starts from its split's final L2 fit and
+  still ends at its own optimum; L1 folds start from zero (started from a fit that saw their
+  held-out rows, they would stop near it and score too well)."""
+  from miml_jax import model_selection   # pylint: disable=g-import-not-at-top
+  X, Y = _problem(seed=8)
+  masks = splits.random_splits(len(X), 2, 2 / 3, seed=0)
+  shift, scale = scaling.fit_scaling(X, masks, 'standardize')
+  final = {}
+  for penalty in ('l1', 'l2'):
+    fit = fit_logistic(X, Y, penalty=penalty, tol=1e-7, train_mask=masks, shift=shift,
+                       scale=scale)
+    final[penalty] = tuple(np.asarray(a) for a in (fit.coef, fit.intercept, fit.converged,
+                                                   fit.n_iter))
+  real, seen = model_selection.fit_grid, {}
+
+  def recording(X, Y, Cs, **kwargs):
+    seen[kwargs['penalty']] = kwargs.get('init'), kwargs['train_mask'], kwargs['shift'], \
+        kwargs['scale']
+    return real(X, Y, Cs, **kwargs)
+
+  monkeypatch.setattr(model_selection, 'fit_grid', recording)
+  recipe.fit_recipes(X, Y, masks, folds=3, tol=1e-7, final=final)
+  assert seen['l1'][0] is None
+  init, fold_masks, fold_shift, fold_scale = seen['l2']
+  np.testing.assert_array_equal(init[0], np.repeat(final['l2'][0], 3, axis=0))
+  np.testing.assert_array_equal(init[1], np.repeat(final['l2'][1], 3, axis=0))
+  kwargs = dict(penalty='l2', train_mask=fold_masks, shift=fold_shift, scale=fold_scale)
+  warm = real(X, Y, [1.0], init=init, tol=recipe.CV_TOL, **kwargs)
+  exact = real(X, Y, [1.0], tol=1e-8, **kwargs)
+  assert np.all(warm.n_iter >= 1)
+  np.testing.assert_allclose(warm.objective, exact.objective, rtol=1e-4)
+
+
 @pytest.mark.slow
 def test_shrink_pulls_each_calibration_toward_the_identity():
   """'shrink' moves each label's Platt (a, b) toward (1, 0) by n+ / (n+ + SHRINK_POSITIVES): a

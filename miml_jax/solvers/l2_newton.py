@@ -8,7 +8,8 @@ By Woodbury, with R = W^{1/2} and the training rows' Gram matrix K = X̃ X̃ᵀ,
     H⁻¹ g = g - X̃ᵀ R (I_m + R K R)⁻¹ R X̃ g,
 
 so an exact Newton step costs two products with X̃ and an m x m Cholesky factorisation. K depends
-on the split only, so it is formed once and shared by all labels. On these features, where
+on the split only, so it is formed once and shared by all labels; where all labels' weights W
+agree (at z = 0, where every W is C/4), so does the factorisation. On these features, where
 first-order methods need thousands of iterations, Newton's method needs a few tens.
 
 Each step tries a few step lengths at once (the margins are linear in the step length, so this
@@ -109,6 +110,19 @@ def _objective(problem: Problem, ysign, w, z, xz):
           + C * (jnp.logaddexp(0.0, -ysign * xz) * w).sum(axis=1))
 
 
+def _factor(gram, r, eye):
+  """Cholesky factors of I + R K R, R = diag(r), for r (..., m) and each split's K (S, m, m)
+  (broadcast over r's axes between them)."""
+  inner = eye + r[..., :, None] * gram.reshape(
+      gram.shape[:1] + (1,) * (r.ndim - 2) + gram.shape[1:]) * r[..., None, :]
+  # A jitter at the rounding level of the largest entry keeps the factorisation defined when
+  # float32 rounding of K (raw features) would make I + RKR numerically indefinite; it only
+  # damps the step a little (it is the Newton step for a slightly smaller W).
+  jitter = _JITTER_EPS * jnp.finfo(eye.dtype).eps * jnp.max(
+      jnp.diagonal(inner, axis1=-2, axis2=-1), axis=-1)
+  return jnp.linalg.cholesky(inner + jitter[..., None, None] * eye)
+
+
 @jax.jit
 def start(problem: Problem, z0) -> steps.NewtonState:
   """The state of `solve` at z0 (S, D, L), a starting point in the scaled problem's weights."""
@@ -153,16 +167,21 @@ def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, compact):
     converged, revert, done = steps.progress(s, gnorm, tol)
     r = jnp.sqrt(curv)                                                  # (S, m, L)
     xg = jnp.einsum('smd,sdl->sml', Xs, g, precision=HIGHEST)           # X̃g
-    inner = eye + r.transpose(0, 2, 1)[..., :, None] * gram[:, None] * r.transpose(0, 2, 1)[
-        ..., None, :]                                                   # (S, L, m, m)
-    # A jitter at the rounding level of the largest entry keeps the factorisation defined when
-    # float32 rounding of K (raw features) would make I + RKR numerically indefinite; it only
-    # damps the step a little (it is the Newton step for a slightly smaller W).
-    jitter = _JITTER_EPS * jnp.finfo(dtype).eps * jnp.max(
-        jnp.diagonal(inner, axis1=-2, axis2=-1), axis=-1)
-    chol = jnp.linalg.cholesky(inner + jitter[..., None, None] * eye)
-    q = jax.scipy.linalg.cho_solve((chol, True), (r * xg).transpose(0, 2, 1)[..., None])
-    rq = r * q[..., 0].transpose(0, 2, 1)                               # (S, m, L)
+    rhs = r * xg                                                        # (S, m, L)
+
+    def each_label():
+      chol = _factor(gram, r.transpose(0, 2, 1), eye)                   # (S, L, m, m)
+      q = jax.scipy.linalg.cho_solve((chol, True), rhs.transpose(0, 2, 1)[..., None])
+      return q[..., 0].transpose(0, 2, 1)
+
+    def one_for_all():
+      chol = _factor(gram, r[..., 0], eye)                              # (S, m, m)
+      return jax.scipy.linalg.cho_solve((chol, True), rhs)
+
+    # Where every label of a split has the same curvature (at z = 0 all are C/4), one
+    # factorisation serves them all: the first iteration from zero costs a label's, not L.
+    shared = jnp.all(curv == curv[..., :1])
+    rq = r * jax.lax.cond(shared, one_for_all, each_label)              # (S, m, L)
     step = -(g - jnp.einsum('smd,sml->sdl', Xs, rq, precision=HIGHEST))
     xstep = -(xg - jnp.einsum('smk,skl->sml', gram, rq, precision=HIGHEST))
     # On badly scaled features (raw activations, cond(I + RKR) ~ 1e7) float32 rounding can spoil

@@ -68,9 +68,10 @@ def fit_logistic(X, Y, *, penalty='l1', C=1.0, fit_intercept=True, intercept_sca
       and (S, L) with train_mask, (d, L) and (L,) without): every problem starts there instead
       of at 0 (a warm start: along a path of C, or a model updated with new images). The
       stopping measure stays relative to its value at 0, so the same tol means the same
-      accuracy from any start. Not for cross-validation folds from a fit that saw their
+      accuracy from any start. Not for L1 cross-validation folds from a fit that saw their
       held-out rows: at a loose tol a fold stops near that fit and its held-out scores look
-      better than they are (experiments/l2_queue_and_warm_starts).
+      better than they are; L2 folds, whose Newton steps land near their own optimum, showed
+      no such bias (experiments/l2_queue_and_warm_starts; `recipe.WARM_FOLDS`).
 
   Returns:
     A `LogisticFit` (see its docstring).

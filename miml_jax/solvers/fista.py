@@ -37,9 +37,12 @@ import jax.numpy as jnp
 
 from miml_jax import sharding
 from miml_jax.solvers import design as splits_design
+from miml_jax.solvers import power_iteration
 from miml_jax.solvers import steps
+from miml_jax.solvers import working_set
 from miml_jax.solvers.objective import HIGHEST as _HIGHEST
 from miml_jax.solvers.objective import loss_terms as _loss_terms
+from miml_jax.solvers.objective import min_norm_subgradient
 from miml_jax.solvers.objective import optimality
 from miml_jax.solvers.objective import penalty_value as _penalty
 from miml_jax.solvers.problem import loop_limits
@@ -120,13 +123,8 @@ def _top_eigenvalue(X, mask, mean, std, key):
            - mean * xv.sum(axis=1, keepdims=True)) / std
     return xtx
 
-  def step(v, _):
-    w = apply(v)
-    return w / jnp.linalg.norm(w, axis=1, keepdims=True).clip(1e-30), None
-
-  v = jax.random.normal(key, mean.shape, X.dtype)
-  v, _ = jax.lax.scan(step, v, None, length=_POWER_STEPS)
-  return jnp.linalg.norm(apply(v), axis=1)
+  return power_iteration.top_eigenvalue(apply, jax.random.normal(key, mean.shape, X.dtype),
+                                       _POWER_STEPS)
 
 
 def _metric(X, mask, shift, scale, intercept_scaling, fit_intercept):
@@ -322,48 +320,35 @@ def solve(problem: Problem, state: _State, tol, max_iter, *, penalty, newton_eve
   def newton(s):
     """A Newton step on the `block` coordinates that matter most, kept if it lowers F.
 
-    Coordinates are ranked: non-zero weights first, then (L1) the zero weights whose gradient
-    most violates |g| <= 1. For L1 the step stays in the orthant of the current signs (a zero
-    weight may leave zero in its descent direction), where the penalty is linear and F smooth;
-    coordinates that cross zero are set to zero (as OWL-QN does). A few step lengths are tried
-    at once and the best is kept, so F never increases.
+    The coordinates and the step are L1 Newton's (`working_set`): non-zero weights first, then
+    the zero weights that most violate optimality. For L1 the step stays in the orthant of the
+    current signs (a zero weight may leave zero in its descent direction; OWL-QN's orthant),
+    where the penalty is linear and F smooth. A few step lengths are tried at once and the best
+    is kept, so F never increases.
     """
     zt = jnp.moveaxis(s.z, 1, 2)                                        # (S, L, D)
     prob = jax.nn.sigmoid(-ysign * s.xz)                                # (S, n, L)
     g = jnp.moveaxis(margins_transpose(-C * ysign * prob * m3), 1, 2)   # smooth gradient
-    if penalty == 'l1':
-      violation = jnp.maximum(jnp.abs(g) - 1.0, 0.0)
-      score = jnp.where(zt != 0, jnp.abs(zt) + violation.max() + 1.0, violation)
-    else:
-      score = jnp.abs(zt) + jnp.abs(g + zt)
-    _, idx = jax.lax.top_k(score, block)                                # (S, L, K)
+    sub = min_norm_subgradient(zt, g) if penalty == 'l1' else g + zt
+    idx, _ = working_set.select(zt, sub, block)                         # (S, L, K)
     z_a = jnp.take_along_axis(zt, idx, axis=-1)
     g_a = jnp.take_along_axis(g, idx, axis=-1)
-    if penalty == 'l1':
-      sigma = jnp.where(z_a != 0, jnp.sign(z_a),
-                        jnp.where(g_a > 1.0, -1.0, jnp.where(g_a < -1.0, 1.0, 0.0)))
-      free = sigma != 0
-      grad = jnp.where(free, g_a + sigma, 0.0)
-    else:
-      free = jnp.ones_like(z_a, bool)
-      grad = g_a + z_a
     xa = splits_design.columns(design, all_rows, idx)                   # (S, L, K, n)
-    xa = xa * free[..., None]
     weight = jnp.moveaxis(C * prob * (1.0 - prob) * m3, 1, 2)          # (S, L, n)
-    hess = jnp.einsum('slkn,sln,sljn->slkj', xa, weight, xa, precision=_HIGHEST)
-    ridge = steps.RIDGE * jnp.maximum(jnp.trace(hess, axis1=-2, axis2=-1) / block,
-                                      jnp.finfo(dtype).tiny)
-    diag = jnp.where(free, ridge[..., None] + (1.0 if penalty == 'l2' else 0.0), 1.0)
-    hess = hess + diag[..., None] * jnp.eye(block, dtype=dtype)
-    delta = -jnp.linalg.solve(hess, grad[..., None])[..., 0]
-    delta = jnp.where(free & jnp.isfinite(delta), delta, 0.0)
+    hess, _, ridge = working_set.model_hessian(xa, weight)
     lengths = 0.5 ** jnp.arange(steps.LENGTHS, dtype=dtype)   # the Newton solvers', less 0
-    z_try = z_a[..., None, :] + lengths[:, None] * delta[..., None, :]  # (S, L, J, K)
     if penalty == 'l1':
-      z_try = jnp.where(jnp.sign(z_try) == sigma[..., None, :], z_try, 0.0)
-      z_try = jnp.where(free[..., None, :], z_try, z_a[..., None, :])
+      sigma = working_set.gradient_signs(z_a, g_a)
+      delta = working_set.orthant_newton(hess, ridge, g_a, z_a, sigma)
+      z_try = working_set.orthant_points(z_a, delta, sigma, lengths)     # (S, L, J, K)
       reg = lambda v: jnp.abs(v).sum(axis=-1)
     else:
+      eye = jnp.eye(block, dtype=dtype)
+      delta = -jax.scipy.linalg.cho_solve(
+          (jnp.linalg.cholesky(hess + (1.0 + ridge)[..., None, None] * eye), True),
+          (g_a + z_a)[..., None])[..., 0]
+      delta = jnp.where(jnp.isfinite(delta), delta, 0.0)
+      z_try = z_a[..., None, :] + lengths[:, None] * delta[..., None, :]
       reg = lambda v: 0.5 * jnp.square(v).sum(axis=-1)
     xz_try = (jnp.moveaxis(s.xz, 1, 2)[..., None, :]
               + jnp.einsum('slkn,sljk->sljn', xa, z_try - z_a[..., None, :],
@@ -377,8 +362,7 @@ def solve(problem: Problem, state: _State, tol, max_iter, *, penalty, newton_eve
     f_best = jnp.take_along_axis(f_try, best[..., None], axis=-1)[..., 0]
     better = (f_best < s.f) & ~s.done
     pick = lambda a: jnp.take_along_axis(a, best[..., None, None], axis=-2)[..., 0, :]
-    z_new = jnp.moveaxis(jax.vmap(jax.vmap(lambda v, i, x: v.at[i].set(x)))(
-        zt, idx, pick(z_try)), 2, 1)
+    z_new = jnp.moveaxis(working_set.put(zt, idx, pick(z_try)), 2, 1)
     xz_new = jnp.moveaxis(pick(xz_try), 2, 1)
     keep = lambda new, old: jnp.where(better[:, None, :], new, old)
     # Shift the previous iterate with the jump, so FISTA's momentum carries on unchanged.

@@ -54,7 +54,9 @@ from miml_jax import sharding
 from miml_jax.solvers import batches
 from miml_jax.solvers import design as splits_design
 from miml_jax.solvers import l2_newton_cg
+from miml_jax.solvers import power_iteration
 from miml_jax.solvers import steps
+from miml_jax.solvers import working_set
 from miml_jax.solvers.objective import HIGHEST
 from miml_jax.solvers.objective import loss_terms
 from miml_jax.solvers.objective import min_norm_subgradient
@@ -203,11 +205,6 @@ def _coordinate_descent(H, diag, g, z, sweeps):
   return delta
 
 
-def _hessian_times(H, v):
-  """H v for each problem's (K, K) model Hessian H (..., K, K) and vector v (..., K)."""
-  return jnp.einsum('...kj,...j->...k', H, v, precision=HIGHEST)
-
-
 def _quadratic_model(hessian_times, g, z, delta):
   """gᵀδ + ½δᵀHδ + ||z + δ||₁ - ||z||₁, the model's change."""
   h_delta = hessian_times(delta)
@@ -220,12 +217,8 @@ def _accelerated_prox_gradient(hessian_times, ridge, g, z, steps):
   δ, or 0 where the model did not decrease.
   """
   matvec = lambda v: hessian_times(v) + ridge[..., None] * v
-  # Largest eigenvalue by power iteration; 1.1x covers its approach from below.
-  v = jnp.ones_like(g)
-  for _ in range(_POWER_STEPS):
-    v = matvec(v)
-    v = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), jnp.finfo(g.dtype).tiny)
-  top = (v * matvec(v)).sum(-1)
+  # 1.1x covers the power iteration's approach from below.
+  top = power_iteration.top_eigenvalue(matvec, jnp.ones_like(g), _POWER_STEPS)
   step = 1.0 / jnp.maximum(1.1 * top, jnp.finfo(g.dtype).tiny)[..., None]
   b = g - matvec(z)                                 # the model's linear term in u
 
@@ -243,25 +236,10 @@ def _accelerated_prox_gradient(hessian_times, ridge, g, z, steps):
   return jnp.where(ok[..., None] & jnp.isfinite(delta), delta, 0.0)
 
 
-def _orthant_newton(H, ridge, g, z, delta):
-  """The model's minimiser over the coordinates z + δ keeps non-zero, at z + δ's signs; the
-  others go to zero. Returns (step, signs)."""
-  sigma = jnp.sign(z + delta)
-  free = sigma != 0
-  fixed = jnp.where(free, 0.0, -z)
-  # On the free set F: H_FF δ_F = -(g + σ + H δ_fixed)_F.
-  rhs = -(g + sigma + _hessian_times(H, fixed))
-  both = free[..., :, None] & free[..., None, :]
-  H_free = (jnp.where(both, H, 0.0) + jnp.where(free, ridge[..., None], 1.0)[..., None]
-            * jnp.eye(g.shape[-1], dtype=g.dtype))
-  solved = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(H_free), True),
-                                      jnp.where(free, rhs, 0.0)[..., None])[..., 0]
-  return jnp.where(free, jnp.where(jnp.isfinite(solved), solved, 0.0), fixed), sigma
-
-
 def _orthant_newton_cg(hessian_times, ridge, g, z, delta, forcing):
-  """`_orthant_newton` with H through its products: the free coordinates' system solved by
-  conjugate gradients to a relative residual `forcing` (S, L). Returns (step, signs)."""
+  """`working_set.orthant_newton` at the signs of z + delta, with H through its products: the
+  free coordinates' system solved by conjugate gradients to a relative residual `forcing`
+  (S, L). Returns (step, signs)."""
   sigma = jnp.sign(z + delta)
   free = sigma != 0
   fixed = jnp.where(free, 0.0, -z)
@@ -301,31 +279,19 @@ def _matrix_free_candidates(design, z, xz, g, ysign, mask, C, t, kkt, inner_step
   return jnp.concatenate(z_try, axis=-2), jnp.moveaxis(jnp.concatenate(losses), 0, -1)
 
 
-def _working_set(zt, sub, K):
-  """Each problem's K coordinates to move: the non-zero weights first, then the zero weights that
-  most violate optimality. zt, sub: (S, L, D) weights and minimum-norm subgradient. Returns
-  (indices (S, L, K), the violation left outside the set (S, L))."""
-  violation = jnp.where(zt != 0, 0.0, jnp.abs(sub))
-  score = jnp.where(zt != 0, 1.0 + violation.max() + jnp.abs(zt), violation)
-  _, idx = jax.lax.top_k(score, K)
-  outside = violation.sum(-1) - jnp.take_along_axis(violation, idx, axis=-1).sum(-1)
-  return idx, outside
-
-
 def _candidates(H, h_diag, ridge, g, z, t, subproblem, inner_steps):
   """The points z + t·δ to try (..., 2J, K): δ the inner method's minimiser of the model, then
   the exact Newton step at its signs (kept in its orthant), each at the step lengths t (J,)."""
   if subproblem == 'cd':
     inner = _coordinate_descent(H, h_diag + ridge[..., None], g, z, inner_steps)
   else:
-    inner = _accelerated_prox_gradient(functools.partial(_hessian_times, H), ridge, g, z,
+    inner = _accelerated_prox_gradient(functools.partial(working_set.hessian_times, H), ridge, g, z,
                                        inner_steps)
-  newton, sigma = _orthant_newton(H, ridge, g, z, inner)
+  # Newton's step at the signs the inner method found.
+  sigma = jnp.sign(z + inner)
+  newton = working_set.orthant_newton(H, ridge, g, z, sigma)
   inner_try = z[..., None, :] + t[:, None] * inner[..., None, :]
-  newton_try = z[..., None, :] + t[:, None] * newton[..., None, :]
-  # Newton's step holds only within its orthant: coordinates that cross zero stop at zero.
-  newton_try = jnp.where(jnp.sign(newton_try) == sigma[..., None, :], newton_try, 0.0)
-  return jnp.concatenate([inner_try, newton_try], axis=-2)
+  return jnp.concatenate([inner_try, working_set.orthant_points(z, newton, sigma, t)], axis=-2)
 
 
 def _outgrown(nnz, K, D, outside, inside, move, done, crowded, full):
@@ -400,7 +366,7 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
     converged, revert, done = steps.progress(s, kkt, tol)
 
     zt, gt = jnp.moveaxis(s.z, 1, 2), jnp.moveaxis(g, 1, 2)               # (S, L, D)
-    idx, outside = _working_set(zt, jnp.moveaxis(sub, 1, 2), K)          # (S, L, K), (S, L)
+    idx, outside = working_set.select(zt, jnp.moveaxis(sub, 1, 2), K)    # (S, L, K), (S, L)
     inside = total_violation - outside
     z_w = jnp.take_along_axis(zt, idx, axis=-1)
     g_w = jnp.take_along_axis(gt, idx, axis=-1)
@@ -413,9 +379,7 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
       p = jax.nn.sigmoid(-y_rows * xz_rows)
       curvature = C[None, :, None] * p * (1.0 - p) * w_rows
       x_w = splits_design.columns(design, rows, idx)                      # (S, L, K, m)
-      H = jnp.einsum('slkm,slm,sljm->slkj', x_w, curvature, x_w, precision=HIGHEST)
-      h_diag = jnp.diagonal(H, axis1=-2, axis2=-1)
-      ridge = steps.RIDGE * jnp.maximum(h_diag.mean(axis=-1), jnp.finfo(dtype).tiny)
+      H, h_diag, ridge = working_set.model_hessian(x_w, curvature)
       z_try = _candidates(H, h_diag, ridge, g_w, z_w, t, subproblem,
                           inner_steps)                                    # (S, L, 2J, K)
       xz_try = (xz_rows[..., None, :]
@@ -429,7 +393,7 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
     best, strict, tentative = steps.choose(f_try, done, eps)
     move = strict | tentative
     z_best = jnp.take_along_axis(z_try, best[..., None, None], axis=-2)[..., 0, :]
-    z_new = jax.vmap(jax.vmap(lambda v, i, x: v.at[i].set(x)))(zt, idx, z_best)
+    z_new = working_set.put(zt, idx, z_best)
     z = jnp.where(move[:, None, :], jnp.moveaxis(z_new, 2, 1),
                   jnp.where(revert[:, None, :], s.z_prev, s.z))
     crowded, full = _outgrown((z != 0).sum(axis=1), K, D, outside, inside, move, done,

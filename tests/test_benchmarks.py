@@ -48,6 +48,7 @@ def test_solve_benchmark_times_both_tolerances_and_reaches_the_optimum(tmp_path)
   assert l1['jax_seconds'] == l1['l1_subproblems']['cd']['jax_seconds']
   # The recipe alone and as Table 1 runs it (given the L1 and L2 fits), over newton_l1's time.
   recipe = result['recipe']
+  assert recipe['final_fits_given'] == ['l1', 'l2']
   for seconds, ratio in (('seconds', 'recipe_over_newton_l1'),
                          ('seconds_given_final_fits', 'given_final_fits_over_newton_l1')):
     assert recipe[ratio] == pytest.approx(recipe[seconds] / l1['jax_seconds'])

@@ -101,7 +101,6 @@ class FISTA:
                                **self._static())
     return params, state
 
-
   def _static(self) -> dict:
     every = self.newton_every
     if every is None:

@@ -111,10 +111,9 @@ def _objective(problem: Problem, ysign, w, z, xz):
 
 
 def _factor(gram, r, eye):
-  """Cholesky factors of I + R K R, R = diag(r), for r (..., m) and each split's K (S, m, m)
-  (broadcast over r's axes between them)."""
-  inner = eye + r[..., :, None] * gram.reshape(
-      gram.shape[:1] + (1,) * (r.ndim - 2) + gram.shape[1:]) * r[..., None, :]
+  """Cholesky factors of I + R K R, R = diag(r), for r (..., m) and Gram matrices K (..., m, m)
+  (broadcast against each other)."""
+  inner = eye + r[..., :, None] * gram * r[..., None, :]
   # A jitter at the rounding level of the largest entry keeps the factorisation defined when
   # float32 rounding of K (raw features) would make I + RKR numerically indefinite; it only
   # damps the step a little (it is the Newton step for a slightly smaller W).
@@ -170,7 +169,7 @@ def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, compact):
     rhs = r * xg                                                        # (S, m, L)
 
     def each_label():
-      chol = _factor(gram, r.transpose(0, 2, 1), eye)                   # (S, L, m, m)
+      chol = _factor(gram[:, None], r.transpose(0, 2, 1), eye)          # (S, L, m, m)
       q = jax.scipy.linalg.cho_solve((chol, True), rhs.transpose(0, 2, 1)[..., None])
       return q[..., 0].transpose(0, 2, 1)
 

@@ -570,6 +570,41 @@ def test_one_iteration_at_a_time_lowers_the_objective_to_liblinears(solver):
       np.testing.assert_allclose(ours, clf.decision_function(Xs), atol=2e-3 * np.abs(ours).max())
 
 
+def _halving_loop(measures, tol, max_iter, early_stop):
+  """A toy solver on `steps`: each iteration halves the measure (carried as grad) of every
+  problem not done and counts itself in z. Returns the final state."""
+  g = jnp.asarray(measures, jnp.float32)[None, None, :]                   # (S=1, D=1, L)
+  zero = jnp.zeros_like(g)
+  measure = lambda s: s.grad[:, 0, :]
+
+  def body(s):
+    kkt = measure(s)
+    converged, revert, done = steps.progress(s, kkt, tol)
+    return steps.advance(s, s.z + 1, s.xz, lambda z, xz: s.f, grad=jnp.where(done, s.grad,
+                         s.grad / 2), kkt=kkt, move=~done, tentative=jnp.zeros_like(done),
+                         revert=revert, converged=converged, done=done)
+
+  state = steps.start(zero, zero, jnp.zeros((1, g.shape[-1])), g)
+  return steps.iterate(body, state, max_iter,
+                       **(dict(measure=measure, tol=tol) if early_stop else {}))
+
+
+def test_the_loop_stops_once_every_problem_left_is_converged_where_it_stands():
+  """With a measure, `steps.iterate` spends no iteration only to find the problems converged
+  (the last one of a Newton batch: every problem's factorisation for nothing), and marks them
+  converged and done as that iteration would have."""
+  for early_stop, bodies in ((False, 5), (True, 4)):
+    s = _halving_loop([1.0, 0.25], 0.1, 100, early_stop)
+    assert float(s.z.max()) == bodies, early_stop
+    assert list(np.asarray(s.n_iter[0])) == [4, 2]
+    assert bool(np.all(s.converged)) and bool(np.all(s.done))
+    np.testing.assert_array_equal(np.asarray(s.kkt[0]), [0.0625, 0.0625])
+  s = _halving_loop([0.05, 0.01], 0.1, 100, True)      # converged at the start: no iteration
+  assert float(s.z.max()) == 0 and bool(np.all(s.converged)) and int(s.n_iter.max()) == 0
+  s = _halving_loop([1.0, 0.25], 0.1, 2, True)         # max_iter still ends the loop
+  assert float(s.z.max()) == 2 and not bool(s.converged[0, 0])
+
+
 def test_the_l1_state_is_the_newton_state_and_its_working_set():
   assert l1_prox_newton._State._fields == steps.NewtonState._fields + ('crowded', 'full')
 

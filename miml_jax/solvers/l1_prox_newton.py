@@ -177,6 +177,7 @@ class _State(NamedTuple):
   converged: jax.Array
   done: jax.Array
   kkt: jax.Array
+  grad: jax.Array
   crowded: jax.Array   # consecutive iterations the support filled the working set
   full: jax.Array      # stopped because the support outgrew the working set
 
@@ -316,11 +317,17 @@ def start(problem: Problem, z0) -> _State:
                               problem.fit_intercept)
   S, L = problem.num_splits, problem.num_labels
   C = jnp.broadcast_to(problem.C, (L,))
+  ysign, m3 = (2.0 * problem.Y - 1.0)[None], problem.mask[..., None]
   xz = splits_design.margins(design, z0)
-  f = jnp.abs(z0).sum(axis=1) + C * loss_terms(xz, (2.0 * problem.Y - 1.0)[None],
-                                               problem.mask[..., None])
-  return _State(**steps.start(z0, xz, f)._asdict(), crowded=jnp.zeros((S, L), jnp.int32),
+  f = jnp.abs(z0).sum(axis=1) + C * loss_terms(xz, ysign, m3)
+  g = _loss_gradient(design, ysign, m3, C, xz)
+  return _State(**steps.start(z0, xz, f, g)._asdict(), crowded=jnp.zeros((S, L), jnp.int32),
                 full=jnp.zeros((S, L), bool))
+
+
+def _loss_gradient(design, ysign, m3, C, xz):
+  """The loss's gradient (S, D, L) at margins xz (S, n, L), on the rows of mask m3 (S, n, 1)."""
+  return splits_design.margins_transpose(design, -C * ysign * jax.nn.sigmoid(-ysign * xz) * m3)
 
 
 @functools.partial(jax.jit, static_argnames=('block', 'subproblem', 'inner_steps'))
@@ -351,15 +358,14 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
   eps = jnp.finfo(dtype).eps
   t = steps.lengths(dtype)
 
-  def gradient(xz):
-    return splits_design.margins_transpose(
-        design, -C * ysign * jax.nn.sigmoid(-ysign * xz) * m3)
+  gradient = functools.partial(_loss_gradient, design, ysign, m3, C)
+  measure = lambda s: optimality(s.z, s.grad, 'l1') / kkt0
 
   def total(z, xz):
     return jnp.abs(z).sum(axis=1) + C * loss_terms(xz, ysign, m3)
 
   def body(s):
-    g = gradient(s.xz)                                                    # (S, D, L)
+    g = s.grad                                                            # (S, D, L)
     sub = min_norm_subgradient(s.z, g)
     total_violation = jnp.abs(sub).sum(axis=1)                            # (S, L)
     kkt = total_violation / kkt0
@@ -400,15 +406,15 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
                               s.crowded, s.full)
     # Margins recomputed from z, not accumulated, so that rounding does not drift.
     xz = splits_design.margins(design, z)
-    s = steps.advance(s, z, xz, total, kkt=kkt, move=move, tentative=tentative, revert=revert,
-                      converged=converged, done=done)
+    s = steps.advance(s, z, xz, total, grad=gradient(xz), kkt=kkt, move=move,
+                      tentative=tentative, revert=revert, converged=converged, done=done)
     return s._replace(done=s.done | full, crowded=crowded, full=full)
 
   kkt0 = jnp.maximum(optimality(jnp.zeros_like(state.z), gradient(jnp.zeros_like(state.xz)),
                                 'l1'), jnp.finfo(dtype).tiny)
 
-  s = steps.iterate(body, state, max_iter, compact)
-  kkt = optimality(s.z, gradient(s.xz), 'l1') / kkt0
+  s = steps.iterate(body, state, max_iter, compact, measure=measure, tol=tol)
+  kkt = measure(s)
   return steps.finish(s, kkt, tol, *splits_design.raw_weights(design, s.z, shift)), s
 
 

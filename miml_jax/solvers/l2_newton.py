@@ -103,6 +103,12 @@ def _training_rows(problem: Problem):
   return Xs, (2.0 * Y - 1.0)[rows] * w, w
 
 
+def _gradient(Xs, ysign, w, C, z, xz):
+  """F's gradient (S, D, L) at z with margins xz, on the training rows Xs (`_training_rows`)."""
+  p = jax.nn.sigmoid(-ysign * xz)
+  return z + jnp.einsum('smd,sml->sdl', Xs, -C * ysign * p * w, precision=HIGHEST)
+
+
 def _objective(problem: Problem, ysign, w, z, xz):
   """F at z (S, D, L) with margins xz (S, m, L) on the training rows."""
   C = jnp.broadcast_to(problem.C, (problem.num_labels,))
@@ -128,7 +134,9 @@ def start(problem: Problem, z0) -> steps.NewtonState:
   Xs, ysign, w = _training_rows(problem)
   z0 = z0.astype(problem.X.dtype)
   xz0 = jnp.einsum('smd,sdl->sml', Xs, z0, precision=HIGHEST)
-  return steps.start(z0, xz0, _objective(problem, ysign, w, z0, xz0))
+  C = jnp.broadcast_to(problem.C, (problem.num_labels,))
+  return steps.start(z0, xz0, _objective(problem, ysign, w, z0, xz0),
+                     _gradient(Xs, ysign, w, C, z0, xz0))
 
 
 @jax.jit
@@ -155,14 +163,14 @@ def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, compact):
 
   f_of = functools.partial(_objective, problem, ysign, w)
 
-  def gradient(z, xz):
-    p = jax.nn.sigmoid(-ysign * xz)
-    g = z + jnp.einsum('smd,sml->sdl', Xs, -C * ysign * p * w, precision=HIGHEST)
-    return g, C * p * (1.0 - p) * w
+  gradient = functools.partial(_gradient, Xs, ysign, w, C)
+  measure = lambda s: jnp.linalg.norm(s.grad, axis=1) / g0
 
   def body(s):
-    g, curv = gradient(s.z, s.xz)
-    gnorm = jnp.linalg.norm(g, axis=1) / g0
+    g = s.grad
+    p = jax.nn.sigmoid(-ysign * s.xz)
+    curv = C * p * (1.0 - p) * w
+    gnorm = measure(s)
     converged, revert, done = steps.progress(s, gnorm, tol)
     r = jnp.sqrt(curv)                                                  # (S, m, L)
     xg = jnp.einsum('smd,sdl->sml', Xs, g, precision=HIGHEST)           # X̃g
@@ -208,14 +216,13 @@ def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, compact):
     z = jnp.where(revert[:, None, :], s.z_prev, s.z + t_best * step)
     # Margins recomputed from z, not accumulated, so that rounding does not drift.
     xz = jnp.einsum('smd,sdl->sml', Xs, z, precision=HIGHEST)
-    return steps.advance(s, z, xz, f_of, kkt=gnorm, move=move, tentative=tentative,
-                         revert=revert, converged=converged, done=done)
+    return steps.advance(s, z, xz, f_of, grad=gradient(z, xz), kkt=gnorm, move=move,
+                         tentative=tentative, revert=revert, converged=converged, done=done)
 
-  g0 = jnp.maximum(jnp.linalg.norm(gradient(jnp.zeros_like(state.z), jnp.zeros_like(state.xz))[0],
+  g0 = jnp.maximum(jnp.linalg.norm(gradient(jnp.zeros_like(state.z), jnp.zeros_like(state.xz)),
                                    axis=1), jnp.finfo(dtype).tiny)
-
-  s = steps.iterate(body, state, max_iter, compact)
-  gnorm = jnp.linalg.norm(gradient(s.z, s.xz)[0], axis=1) / g0
+  s = steps.iterate(body, state, max_iter, compact, measure=measure, tol=tol)
+  gnorm = measure(s)
   coef = s.z[:, :dim, :] / scale[..., None]
   intercept = -jnp.einsum('sd,sdl->sl', shift, coef, precision=HIGHEST)
   if fit_intercept:

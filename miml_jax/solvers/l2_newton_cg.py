@@ -115,10 +115,10 @@ def _operators(problem: Problem):
 @jax.jit
 def start(problem: Problem, z0) -> steps.NewtonState:
   """The state of `solve` at z0 (S, D, L), a starting point in the scaled problem's weights."""
-  design, _, _, _, f_of, _ = _operators(problem)
+  design, _, _, _, f_of, gradient = _operators(problem)
   z0 = z0.astype(problem.X.dtype)
   xz0 = splits_design.margins(design, z0)
-  return steps.start(z0, xz0, f_of(z0, xz0))
+  return steps.start(z0, xz0, f_of(z0, xz0), gradient(z0, xz0)[0])
 
 
 @functools.partial(jax.jit, static_argnames=('max_cg',))
@@ -132,8 +132,11 @@ def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, *, max_cg=M
   design, ysign, m3, C, f_of, gradient = _operators(problem)
   t = steps.lengths(dtype)
 
+  measure = lambda s: jnp.linalg.norm(s.grad, axis=1) / g0
+
   def body(s):
-    g, curv = gradient(s.z, s.xz)
+    g = s.grad
+    curv = gradient(s.z, s.xz)[1]   # XLA drops the product with the data: g is not used
     gnorm = jnp.linalg.norm(g, axis=1)
     kkt = gnorm / g0
     converged, revert, done = steps.progress(s, kkt, tol)
@@ -155,11 +158,11 @@ def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, *, max_cg=M
     z = jnp.where(revert[:, None, :], s.z_prev, s.z + t_best * step)
     # Margins recomputed from z, not accumulated, so that rounding does not drift.
     xz = splits_design.margins(design, z)
-    return steps.advance(s, z, xz, f_of, kkt=kkt, move=move, tentative=tentative,
-                         revert=revert, converged=converged, done=done)
+    return steps.advance(s, z, xz, f_of, grad=gradient(z, xz)[0], kkt=kkt, move=move,
+                         tentative=tentative, revert=revert, converged=converged, done=done)
 
   g0 = jnp.maximum(jnp.linalg.norm(gradient(jnp.zeros_like(state.z), jnp.zeros(
       (S, n, L), dtype))[0], axis=1), jnp.finfo(dtype).tiny)
-  s = steps.iterate(body, state, max_iter)
-  kkt = jnp.linalg.norm(gradient(s.z, s.xz)[0], axis=1) / g0
+  s = steps.iterate(body, state, max_iter, measure=measure, tol=tol)
+  kkt = measure(s)
   return steps.finish(s, kkt, tol, *splits_design.raw_weights(design, s.z, problem.shift)), s

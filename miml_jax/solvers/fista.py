@@ -41,6 +41,7 @@ from miml_jax.solvers import power_iteration
 from miml_jax.solvers import steps
 from miml_jax.solvers import working_set
 from miml_jax.solvers.objective import HIGHEST as _HIGHEST
+from miml_jax.solvers.objective import log1p_exp
 from miml_jax.solvers.objective import loss_terms as _loss_terms
 from miml_jax.solvers.objective import min_norm_subgradient
 from miml_jax.solvers.objective import optimality
@@ -352,7 +353,7 @@ def solve(problem: Problem, state: _State, tol, max_iter, *, penalty, newton_eve
     xz_try = (jnp.moveaxis(s.xz, 1, 2)[..., None, :]
               + jnp.einsum('slkn,sljk->sljn', xa, z_try - z_a[..., None, :],
                            precision=_HIGHEST))                         # (S, L, J, n)
-    loss = (jnp.logaddexp(0.0, -jnp.moveaxis(ysign, 1, 2)[..., None, :] * xz_try)
+    loss = (log1p_exp(-jnp.moveaxis(ysign, 1, 2)[..., None, :] * xz_try)
             * jnp.moveaxis(m3, 1, 2)[..., None, :]).sum(axis=-1)
     f_try = (_penalty(s.z, penalty)[..., None] - reg(z_a)[..., None] + reg(z_try)
              + C[None, :, None] * loss)                                 # (S, L, J)

@@ -58,6 +58,7 @@ from miml_jax.solvers import power_iteration
 from miml_jax.solvers import steps
 from miml_jax.solvers import working_set
 from miml_jax.solvers.objective import HIGHEST
+from miml_jax.solvers.objective import log1p_exp
 from miml_jax.solvers.objective import loss_terms
 from miml_jax.solvers.objective import min_norm_subgradient
 from miml_jax.solvers.objective import optimality
@@ -391,7 +392,7 @@ def solve(problem: Problem, state: _State, tol, max_iter, compact, *, block, sub
       xz_try = (xz_rows[..., None, :]
                 + jnp.einsum('slkm,sljk->sljm', x_w, z_try - z_w[..., None, :],
                              precision=HIGHEST))                          # (S, L, 2J, m)
-      loss = (jnp.logaddexp(0.0, -y_rows[..., None, :] * xz_try)
+      loss = (log1p_exp(-y_rows[..., None, :] * xz_try)
               * w_rows[..., None, :]).sum(-1)                               # (S, L, 2J)
     f_try = (jnp.abs(s.z).sum(axis=1)[..., None] - jnp.abs(z_w).sum(-1)[..., None]
              + jnp.abs(z_try).sum(-1) + C[None, :, None] * loss)          # (S, L, 2J)

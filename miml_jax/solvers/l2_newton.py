@@ -36,6 +36,7 @@ from miml_jax import sharding
 from miml_jax.solvers import batches
 from miml_jax.solvers import steps
 from miml_jax.solvers.objective import HIGHEST
+from miml_jax.solvers.objective import log1p_exp
 from miml_jax.solvers.problem import loop_limits
 from miml_jax.solvers.problem import Params
 from miml_jax.solvers.problem import Problem
@@ -113,7 +114,7 @@ def _objective(problem: Problem, ysign, w, z, xz):
   """F at z (S, D, L) with margins xz (S, m, L) on the training rows."""
   C = jnp.broadcast_to(problem.C, (problem.num_labels,))
   return (0.5 * jnp.square(z).sum(axis=1)
-          + C * (jnp.logaddexp(0.0, -ysign * xz) * w).sum(axis=1))
+          + C * (log1p_exp(-ysign * xz) * w).sum(axis=1))
 
 
 def _factor(gram, r, eye):
@@ -205,7 +206,7 @@ def solve(problem: Problem, state: steps.NewtonState, tol, max_iter, compact):
     ss = jnp.einsum('sdlk,sdlk->slk', steps_, steps_)[..., None]
     reg = 0.5 * (zz + 2 * t * zs + t * t * ss)                          # (S, L, 2, J)
     xz_t = s.xz[..., None, None] + t * xsteps[..., None]                # (S, m, L, 2, J)
-    loss = (jnp.logaddexp(0.0, -ysign[..., None, None] * xz_t)
+    loss = (log1p_exp(-ysign[..., None, None] * xz_t)
             * w[..., None, None]).sum(axis=1)                           # (S, L, 2, J)
     f_t = reg + C[:, None, None] * loss
     f_t = jnp.where(jnp.isfinite(f_t), f_t, jnp.inf).reshape(S, L, 2 * steps.NUM_LENGTHS)

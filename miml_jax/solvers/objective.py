@@ -69,9 +69,18 @@ def penalty_value(z, penalty, axis=1):
   return 0.5 * jnp.square(z).sum(axis=axis)
 
 
+def log1p_exp(x):
+  """log(1 + exp(x)) elementwise, the logistic loss at margin -x: jnp.logaddexp(0, x)'s formula
+  (the same float32 values, NaN and infinities alike) without its explicit NaN select, which
+  kept XLA's CPU loops from vectorising: summed over the rows as the line searches do, 10x
+  longer (40 against 3.9 ms on msrc_v2's fold shapes; the sums then agree to float32 rounding,
+  3e-7, as they are added in another order)."""
+  return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
 def loss_terms(margins, ysign, mask, axis=1):
   """Σ mask · log(1 + exp(-y m)) over the rows on `axis`."""
-  return (jnp.logaddexp(0.0, -ysign * margins) * mask).sum(axis=axis)
+  return (log1p_exp(-ysign * margins) * mask).sum(axis=axis)
 
 
 def objective(X, Y, coef, intercept, *, penalty='l1', C=1.0, intercept_scaling=1.0,

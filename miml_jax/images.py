@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from miml_jax.plumbing import atomic
 from miml_jax.plumbing.errors import UserError
 
 
@@ -57,21 +58,68 @@ def load_image(path, size: int = 224) -> np.ndarray:
     raise UserError(f'{path}: image file not found') from None
   except Image.DecompressionBombError as e:
     raise UserError(f'{path}: image too large to decode safely: {e}') from None
+  except PermissionError as e:
+    raise UserError(f'{path}: cannot read image: {e.strerror}') from None
   except (OSError, SyntaxError, ValueError) as e:
     # Pillow reports unreadable and truncated files as OSError (UnidentifiedImageError is one).
+    if _apple_double(path):
+      raise UserError(f'{path}: cannot read image: it is macOS\'s metadata of '
+                      f'{os.path.basename(path)[2:]} (an AppleDouble file), not a photo'
+                      ) from None
     raise UserError(f'{path}: cannot read image: {e}') from None
+  except Exception as e:   # pylint: disable=broad-except
+    # Pillow's decoders meet damaged files with whatever error the damage causes (struct.error,
+    # IndexError, EOFError, ...): each is this file's problem, never the library's end.
+    raise UserError(f'{path}: cannot read image ({type(e).__name__}: {e})') from None
+
+
+# The first bytes of an AppleDouble file: what macOS writes as `._<name>` beside a file on a
+# disk that cannot hold its extended attributes.
+_APPLE_DOUBLE = b'\x00\x05\x16\x07'
+
+
+def _apple_double(path) -> bool:
+  try:
+    with open(path, 'rb') as f:
+      return os.path.basename(path).startswith('._') and f.read(4) == _APPLE_DOUBLE
+  except (OSError, TypeError):
+    return False
 
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
 
 
-def image_files(args) -> list[str]:
-  """Image files named on the command line, folders expanded (sorted, recursively)."""
+def image_files(args, unreadable=None) -> list[str]:
+  """Image files named on the command line, folders expanded (sorted, recursively); miml_jax's
+  own temporary files (`miml_jax.plumbing.atomic`) are never among them.
+
+  unreadable: None to stop at a folder that cannot be listed (`UserError` naming it), or a
+  function called with (None, UserError) for each, which is then passed over.
+  """
   out = []
   for arg in args:
     if os.path.isdir(arg):
-      found = sorted(os.path.join(d, f) for d, _, files in os.walk(arg) for f in files
-                     if f.lower().endswith(IMAGE_EXTENSIONS))
+      def cannot_list(error, arg=arg):
+        problem = UserError(f'{error.filename or arg}: cannot list this folder: '
+                            f'{error.strerror or error}')
+        if unreadable is None:
+          raise problem
+        unreadable(None, problem)
+      found = []
+      for path in sorted(os.path.join(d, f) for d, _, files in os.walk(arg, onerror=cannot_list)
+                         for f in files
+                         if f.lower().endswith(IMAGE_EXTENSIONS) and not atomic.is_temporary(f)):
+        # A pipe or device named like a photo would block or never end a read; a link to
+        # nowhere has nothing to read.
+        if os.path.isfile(path):
+          found.append(path)
+          continue
+        problem = UserError(f'{path}: ' + ('a symbolic link to nowhere' if os.path.islink(path)
+                                           and not os.path.exists(path) else
+                                           'not a regular file'))
+        if unreadable is None:
+          raise problem
+        unreadable(None, problem)
       if not found:
         raise UserError(f'{arg}: no images ({", ".join(IMAGE_EXTENSIONS)}) in this folder')
       out += found

@@ -42,6 +42,7 @@ from miml_jax import datasets
 from miml_jax import images
 from miml_jax.plumbing import input_flags
 from miml_jax.tagging import keywords
+from miml_jax.tagging import photo_files
 from miml_jax.plumbing import outputs
 from miml_jax.tagging import predictions
 from miml_jax.tagging import report
@@ -158,18 +159,26 @@ def train(argv):
     dataset = datasets.load(input_flags.one_dataset(), _DATA_DIR.value)
     if cross_validates:
       cli.at_least(_FOLDS, 2, len(dataset.image_names))
-    # Checked before the features are extracted: the tagger file never lands on what train
-    # reads.
-    inputs = store.dataset_inputs(dataset)
-    inputs.add(hub.path_of(_WEIGHTS.value))
-    inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value,
-                                image_size=image_size, augment=_AUGMENT.value))
-    outputs.check_file(_OUTPUT.value, inputs, kind=tagger_lib.KIND, overwrite=_OVERWRITE.value)
+    run = LibraryRun()
     fixes = None
     if _CORRECTIONS.value:
       fixes = corrections.read_csv(_CORRECTIONS.value, dataset.label_names)
     elif _FROM_XMP.value:
-      fixes = corrections.from_xmp(_FROM_XMP.value, dataset.label_names)
+      fixes = corrections.from_xmp(_FROM_XMP.value, dataset.label_names,
+                                   unreadable=run.unreadable)
+    if fixes is not None:
+      # Every image named is found (or refused, with its line) before any extraction.
+      corrections.apply(fixes, dataset.image_names, dataset.image_paths, dataset.labels,
+                        dataset.label_names)
+    # Checked before the features are extracted: the tagger file never lands on what train
+    # reads (the dataset, the weights, the feature cache, the corrections and their photos).
+    inputs = store.dataset_inputs(dataset)
+    inputs.add(hub.path_of(_WEIGHTS.value))
+    inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value,
+                                image_size=image_size, augment=_AUGMENT.value))
+    for path in fixes.read if fixes is not None else ():
+      inputs.add(path)
+    outputs.check_file(_OUTPUT.value, inputs, kind=tagger_lib.KIND, overwrite=_OVERWRITE.value)
     tagger = tagger_lib.train(dataset, _WEIGHTS.value, cache_dir=_CACHE_DIR.value,
                               image_size=image_size, augment=_AUGMENT.value, corrections=fixes,
                               **fit_kwargs)
@@ -185,12 +194,42 @@ def train(argv):
   print(f'{_OUTPUT.value}: {len(tagger.label_names)} labels from {tagger.info["n_images"]} '
         f'images{how}; non-zero weights per label: '
         + ', '.join(f'{n} {k}' for n, k in zip(tagger.label_names, nonzero)))
+  if not features:
+    run.finish()
 
 
 def prediction_identity(tagger, weights_info) -> dict:
   """What a prediction file's rows depend on: the model, the weights, the labels."""
   return {'model_sha256': tagger.sha256, 'weights_sha256': weights_info.checksum,
           'labels': list(tagger.label_names)}
+
+
+class LibraryRun:
+  """A run over a photo library goes past what it cannot do for one photo: each problem is one
+  warning naming the file, and the run ends with exit status 1 and the counts (`finish`)."""
+
+  def __init__(self, total: int = 0):
+    self.total = total
+    self.skipped = 0
+    self.keywords_failed = 0
+
+  def unreadable(self, index, error) -> None:   # pylint: disable=unused-argument
+    cli.warn(f'{error}; skipped')
+    self.skipped += 1
+
+  def keywords_not_written(self, message: str) -> None:
+    cli.warn(message)
+    self.keywords_failed += 1
+
+  def finish(self, keyword_total: int = 0) -> None:
+    said = []
+    if self.skipped:
+      said.append(f'{self.skipped} of {self.total} images skipped (they cannot be read)')
+    if self.keywords_failed:
+      said.append(f'keywords not written for {self.keywords_failed} of {keyword_total} images '
+                  '(a rerun tries them again)')
+    if said:
+      raise UserError('; '.join(said) + ' (the warnings above say why; the rest is done)')
 
 
 def predict(argv):
@@ -206,15 +245,23 @@ def predict(argv):
       raise UserError('--keyword_prefix is for --write=xmp or --write=embed')
     keywords.check_prefix(prefix)
   tagger = tagger_lib.Tagger.load(_MODEL.value)
-  paths = images.image_files(argv[2:])
+  run = LibraryRun()
+  paths = images.image_files(argv[2:], unreadable=run.unreadable)
   if _OUTPUT.value:
     # A folder, an input or an unwritable place is refused here; whose file it is, and whether
     # it continues, `PredictionFile` decides.
-    outputs.check_file(_OUTPUT.value, outputs.Inputs([_MODEL.value, *paths]),
-                       kind=predictions.FORMAT, overwrite=True)
+    inputs = outputs.Inputs([_MODEL.value, *paths])
+    outputs.check_file(_OUTPUT.value, inputs, kind=predictions.FORMAT, overwrite=True)
+    outputs.check_file(predictions.record_path(_OUTPUT.value), inputs,
+                       kind=predictions.FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
   from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
   params, info = weights_lib.load(_WEIGHTS.value)
   tagger.check_weights(info.checksum, _WEIGHTS.value)
+  if _WRITE.value != 'none':
+    # What an earlier write killed mid-way left beside the photos.
+    removed = photo_files.remove_stale_temporaries(paths)
+    if removed:
+      logging.info('removed %d temporary files that interrupted writes left', removed)
   with (atomic.exclusive(_OUTPUT.value + '.lock') if _OUTPUT.value
         else contextlib.nullcontext()):
     out = None
@@ -223,53 +270,70 @@ def predict(argv):
                                        tagger.label_names, overwrite=_OVERWRITE.value)
     todo = out.todo(paths) if out else paths
     earlier = len(paths) - len(todo)
-    done, printed, failed = earlier, [], 0
+    done, printed, shown = earlier, [], []
+    run.total = len(todo)
     try:
       with tqdm.tqdm(total=len(paths), initial=done, unit='img', desc='predict',
                      disable=not sys.stderr.isatty()) as bar:
         for indices, probabilities in tagger_lib.iter_predictions(
-            tagger, todo, (params, info), batch_size=_BATCH_SIZE.value):
+            tagger, todo, (params, info), batch_size=_BATCH_SIZE.value,
+            unreadable=run.unreadable):
           batch = [todo[i] for i in indices]
           tagged = tagger.tags(probabilities)
-          # Keywords before rows: a batch in the file has its keywords written.
+          # Keywords before rows: a row in the file has its keywords written, and a photo
+          # whose keywords could not be written gets no row, so that a rerun tries it again.
+          written = np.ones(len(batch), bool)
           if _WRITE.value != 'none':
-            failed += write_keywords(batch, tagged, tagger.label_names, prefix)
+            written = write_keywords(batch, tagged, tagger.label_names, prefix, run)
           if out:
-            out.append(batch, probabilities, tagged)
+            out.append([p for p, ok in zip(batch, written) if ok], probabilities[written],
+                       tagged[written])
           else:
             printed.append(probabilities)
-          done += len(batch)
-          bar.update(len(batch))
+            shown += batch
+          done += len(indices)
+          bar.n = earlier + int(indices[-1]) + 1
+          bar.refresh()
     except KeyboardInterrupt:
       if out:
         raise Interrupted(f'rerun to resume: {done} of {len(paths)} images done, in '
                           f'{_OUTPUT.value}') from None
       raise
   if out:
-    print(f'{_OUTPUT.value}: {len(paths)} images ({earlier} from an earlier run)',
+    print(f'{_OUTPUT.value}: {done} of {len(paths)} images ({earlier} from an earlier run)',
           file=sys.stderr)
-  else:
-    cli.write_stdout(render(paths, np.concatenate(printed), tagger, _FORMAT.value) + '\n')
-  if failed:
-    raise UserError(f'keywords not written for {failed} of {len(todo)} images (the warnings '
-                    'above say why)')
+  elif shown:
+    cli.write_stdout(render(shown, np.concatenate(printed), tagger, _FORMAT.value) + '\n')
+  run.finish(done - earlier)
 
 
-def write_keywords(paths, tagged, label_names, prefix) -> int:
-  """Writes each image's tags as keywords (--write); returns how many images failed (each
-  named in a warning: one bad sidecar does not stop a library's run)."""
-  failed = 0
-  for path, on in zip(paths, tagged):
+def write_keywords(paths, tagged, label_names, prefix, run: LibraryRun) -> np.ndarray:
+  """Writes each image's tags as keywords (--write); returns (b,) bool, whether they were. A
+  photo whose keywords cannot be written is named in a warning and left as it was (one bad
+  file does not stop a library's run)."""
+  written = np.ones(len(paths), bool)
+  for k, (path, on) in enumerate(zip(paths, tagged)):
+    written[k] = False
     try:
       keywords.write(path, [n for n, t in zip(label_names, on) if t], prefix=prefix,
                      embed=_WRITE.value == 'embed')
+      written[k] = True
     except UserError as e:
-      logging.warning('%s', e)
-      failed += 1
-  return failed
+      run.keywords_not_written(str(e))
+    except Exception as e:   # pylint: disable=broad-except
+      # exiv2 (or what lies below it) failing on a file in a way not met before: the file is
+      # still untouched (nothing is replaced before every check passed), and the library goes
+      # on.
+      run.keywords_not_written(f'{path}: cannot write its keywords ({type(e).__name__}: {e}); '
+                               'left as it was')
+  return written
 
 
 REPORT_FORMAT = 'miml_jax.tag_evaluation/1'
+
+
+def report_markdown_path(output: str) -> str:
+  return os.path.splitext(output)[0] + '.md'
 
 
 def review_page(argv):
@@ -285,33 +349,45 @@ def review_page(argv):
   from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
   params, info = weights_lib.load(_WEIGHTS.value)
   tagger.check_weights(info.checksum, _WEIGHTS.value)
+  run = LibraryRun()
   if _PREDICTIONS.value:
     # No extraction: the probabilities of a predict run of this model.
     paths, probabilities = predictions.read(_PREDICTIONS.value, prediction_identity(tagger, info),
                                             tagger.label_names)
   else:
-    paths = images.image_files(argv[2:])
+    paths = images.image_files(argv[2:], unreadable=run.unreadable)
+  run.total = len(paths)
   inputs = outputs.Inputs([_MODEL.value, *paths, *filter(None, [_PREDICTIONS.value])])
   # A page is remade at will, but only over a page of ours (its generator line says so).
   outputs.check_file(_OUTPUT.value, inputs, kind=review.FORMAT,
                      overwrite=_OVERWRITE.value or review.made_here(_OUTPUT.value))
   if not _PREDICTIONS.value:
-    probabilities = np.empty((len(paths), len(tagger.label_names)))
+    probabilities = np.full((len(paths), len(tagger.label_names)), np.nan)
     with tqdm.tqdm(total=len(paths), unit='img', desc='review',
                    disable=not sys.stderr.isatty()) as bar:
       for indices, p in tagger_lib.iter_predictions(tagger, paths, (params, info),
-                                                    batch_size=_BATCH_SIZE.value):
+                                                    batch_size=_BATCH_SIZE.value,
+                                                    unreadable=run.unreadable):
         probabilities[indices] = p
-        bar.update(len(indices))
-  shown = review.uncertainty_order(probabilities, tagger.thresholds)[:_LIMIT.value]
-  cards = [(os.path.abspath(paths[i]), review.thumbnail(paths[i]), probabilities[i])
-           for i in shown]
-  title = (f'{os.path.basename(_MODEL.value)}: the {len(shown)} least certain of '
+        bar.n = int(indices[-1]) + 1
+        bar.refresh()
+    read = np.flatnonzero(~np.isnan(probabilities[:, 0]))
+    paths, probabilities = [paths[i] for i in read], probabilities[read]
+  cards = []
+  for i in review.uncertainty_order(probabilities, tagger.thresholds):
+    if len(cards) == _LIMIT.value:
+      break
+    try:
+      cards.append((os.path.abspath(paths[i]), review.thumbnail(paths[i]), probabilities[i]))
+    except UserError as e:   # moved, deleted or damaged since it was predicted
+      run.unreadable(i, e)
+  title = (f'{os.path.basename(_MODEL.value)}: the {len(cards)} least certain of '
            f'{len(paths)} images')
   atomic.write_text(_OUTPUT.value, review.page(cards, tagger.label_names, tagger.thresholds,
                                                title))
-  print(f'{_OUTPUT.value}: {len(shown)} of {len(paths)} images, least certain first',
+  print(f'{_OUTPUT.value}: {len(cards)} of {len(paths)} images, least certain first',
         file=sys.stderr)
+  run.finish()
 
 
 def evaluate(argv):
@@ -328,8 +404,9 @@ def evaluate(argv):
   if output:
     inputs = store.dataset_inputs(dataset)
     inputs.add(_MODEL.value)
-    outputs.check_file(output, inputs, kind=REPORT_FORMAT.split('/')[0],
-                       overwrite=_OVERWRITE.value)
+    # The report's Markdown beside it is an output too: a stranger's R.md is never replaced.
+    outputs.check_files([output, report_markdown_path(output)], inputs,
+                        kind=REPORT_FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
   missing = [n for n in tagger.label_names if n not in dataset.label_names]
   if missing:
     raise UserError(f'{dataset.root}/labels.csv: no column for the model\'s labels '
@@ -352,7 +429,7 @@ def evaluate(argv):
     result['trained_on_these_images'] = True
   if output:
     safefile.write_json(output, result)
-    atomic.write_text(os.path.splitext(output)[0] + '.md', text)
+    atomic.write_text(report_markdown_path(output), text)
   cli.write_stdout(text)
 
 

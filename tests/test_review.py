@@ -29,8 +29,8 @@ def test_corrections_csv_is_checked_and_applied(tmp_path):
                   f'{extra},a,1\n{extra},b,0\n')
   fixes = corrections.read_csv(str(path), LABELS)
   Y = np.array([[0, 0], [1, 0]], np.uint8)
-  fixed, added, added_labels, counts = corrections.apply(fixes, ['img0.jpg', 'img1.png'], Y,
-                                                         LABELS)
+  fixed, added, added_labels, counts = corrections.apply(fixes, ['img0.jpg', 'img1.png'],
+                                                         ['img0.jpg', 'img1.png'], Y, LABELS)
   np.testing.assert_array_equal(fixed, [[1, 0], [1, 0]])   # the later img1 row wins
   assert added == [extra] and added_labels.tolist() == [[1, 0]]
   assert counts == {'changed': 1, 'added': 1}
@@ -43,10 +43,10 @@ def test_corrections_csv_is_checked_and_applied(tmp_path):
       corrections.read_csv(str(path), LABELS)
   path.write_text(f'image,label,value\n{extra},a,1\n')
   with pytest.raises(UserError, match='needs every label; no value for b'):
-    corrections.apply(corrections.read_csv(str(path), LABELS), [], Y[:0], LABELS)
+    corrections.apply(corrections.read_csv(str(path), LABELS), [], [], Y[:0], LABELS)
   path.write_text('image,label,value\ngone.jpg,a,1\ngone.jpg,b,1\n')
   with pytest.raises(UserError, match='gone.jpg: no such image'):
-    corrections.apply(corrections.read_csv(str(path), LABELS), [], Y[:0], LABELS)
+    corrections.apply(corrections.read_csv(str(path), LABELS), [], [], Y[:0], LABELS)
 
 
 def test_keywords_edited_in_a_photo_tool_are_corrections(tmp_path):

@@ -198,8 +198,8 @@ def plot(result, path):
   axes[1].set(xlabel='images', ylabel='peak RSS (GB)')
   axes[0].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path + '.tmp.png', dpi=110)
-  os.replace(path + '.tmp.png', path)
+  with atomic.atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=110, format='png')
 
 
 def main(argv):
@@ -228,8 +228,9 @@ def main(argv):
     print(f'{_WRITE_FEATURES.value}: {sizes[0]:,} images, {_LABELS.value} labels')
     return
   if _OUTPUT.value:
-    outputs.check_file(_OUTPUT.value, outputs.Inputs(replicated),
-                       kind=FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
+    outputs.check_files([_OUTPUT.value, os.path.splitext(_OUTPUT.value)[0] + '.png'],
+                        outputs.Inputs(replicated), kind=FORMAT.split('/')[0],
+                        overwrite=_OVERWRITE.value)
   series = {}
   for num_splits in split_counts:
     for penalty in penalties:

@@ -110,11 +110,15 @@ def check_split_flags(splits, train_fraction, sources_: list[Source]) -> None:
                       f'split needs at least one')
 
 
-def check_results(stem: str, extensions, inputs: outputs.Inputs, kind: str) -> str:
-  """Checks the result files `<stem><ext>` before any work (`miml_jax.plumbing.outputs`); returns stem."""
+def check_results(stem: str, extensions, inputs: outputs.Inputs, kind: str, *,
+                  parts: bool = False) -> str:
+  """Checks the result files `<stem><ext>` (and with `parts`, the folder of finished parts
+  `<stem>.parts`) before any work (`miml_jax.plumbing.outputs`); returns stem."""
   outputs.check_folder(os.path.dirname(os.path.abspath(stem)))
-  for ext in extensions:
-    outputs.check_file(stem + ext, inputs, kind=kind, overwrite=OVERWRITE.value)
+  outputs.check_files([stem + ext for ext in extensions], inputs, kind=kind,
+                      overwrite=OVERWRITE.value)
+  if parts:
+    outputs.check_parts_folder(stem + '.parts', stem + extensions[0])
   return stem
 
 

@@ -12,7 +12,6 @@ saved after every training size, and a rerun skips the sizes already in the JSON
 
 import csv
 import os
-import shutil
 
 import numpy as np
 from absl import flags
@@ -23,6 +22,7 @@ from miml_jax.plumbing import cli
 from miml_jax.plumbing import common_flags
 from miml_jax import evaluation
 from miml_jax.plumbing import input_flags
+from miml_jax.plumbing import outputs
 from miml_jax import metrics
 from miml_jax import paper
 from miml_jax.plumbing import runtime_flags
@@ -98,7 +98,7 @@ def plot(result: dict, path: str) -> None:
   fig.suptitle(f"{result['dataset']}: {result['splits']} repetitions per size, mean ± std",
                fontsize=10)
   fig.tight_layout()
-  with atomic.atomic_path(path, '.png') as tmp:
+  with atomic.atomic_path(path) as tmp:
     fig.savefig(tmp, dpi=100, format='png')
   plt.close(fig)
 
@@ -138,7 +138,7 @@ def main(argv):
   data_flags.check_split_flags(protocol_flags.SPLITS, protocol_flags.TRAIN_FRACTION, [source])
   sizes = train_sizes(int(round(fraction * source.n_images)))
   out = data_flags.check_results(os.path.join(_OUTPUT_DIR.value, f'figure3_{source.name}'),
-                                 EXTENSIONS, source.inputs, FORMAT.split('/')[0])
+                                 EXTENSIONS, source.inputs, FORMAT.split('/')[0], parts=True)
   runtime_flags.apply()
   dataset_name, data = source.name, source.load()
   X, Y = data.features, data.labels.astype(np.float64)
@@ -180,7 +180,7 @@ def main(argv):
     raise Interrupted(f'rerun to resume: {sum(map(done, sizes))} of {len(sizes)} training '
                       f'sizes done, in {out}.json') from None
   write(result, out)
-  shutil.rmtree(out + '.parts', ignore_errors=True)
+  outputs.remove_parts_folder(out + '.parts')
   print(f'wrote {out}.png, .csv, .json')
 
 

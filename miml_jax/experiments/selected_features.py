@@ -68,7 +68,7 @@ def plot(result: dict, path: str) -> None:
   fig.suptitle(f"{result['dataset']}: L1-LR (C={result['C']}, {result['scaling']}) weights "
                f"per block, mean over {result['splits']} training splits")
   fig.tight_layout()
-  with atomic.atomic_path(path, '.png') as tmp:
+  with atomic.atomic_path(path) as tmp:
     fig.savefig(tmp, dpi=120, format='png')
   plt.close(fig)
 

@@ -19,7 +19,6 @@ and liblinear_l2 are asked for by name.
 
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -31,6 +30,7 @@ from miml_jax.plumbing import cli
 from miml_jax.plumbing import common_flags
 from miml_jax import evaluation
 from miml_jax.plumbing import input_flags
+from miml_jax.plumbing import outputs
 from miml_jax import paper
 from miml_jax.plumbing import runtime_flags
 from miml_jax.plumbing import safefile
@@ -100,11 +100,11 @@ def run_dataset(dataset_name: str, data, protocol, out: str) -> float:
                     '\n```\n\n'
                     f'{table}{verdicts}\nOurs against liblinear (same problems):\n\n```\n'
                     f'{json.dumps(result["solver_agreement"], indent=2)}\n```\n')
-  with atomic.atomic_path(out + '.npz', '.npz') as tmp, open(tmp, 'wb') as f:
+  with atomic.atomic_path(out + '.npz') as tmp, open(tmp, 'wb') as f:
     # Labels stay with the dataset (not ours to copy): the test indices point into labels.csv.
     np.savez(f, test_indices=evaluation.test_indices(masks),
              **{f'decisions_{m}': r.decisions for m, r in results.items()})
-  shutil.rmtree(parts, ignore_errors=True)
+  outputs.remove_parts_folder(parts)
   print(f'wrote {out}.json, .md, .npz')
   return sum(r.fit_seconds for r in results.values())
 
@@ -117,7 +117,7 @@ def main(argv):
   # Every result file is checked before the first dataset's features are extracted.
   stems = [data_flags.check_results(os.path.join(_OUTPUT_DIR.value, f'table1_{source.name}'),
                                     EXTENSIONS, source.inputs,
-                                    table1_results.FORMAT.split('/')[0])
+                                    table1_results.FORMAT.split('/')[0], parts=True)
            for source in sources]
   runtime_flags.apply()
   logging.info('%s', command_line(protocol))

@@ -157,13 +157,16 @@ def check_sizes(batch_size: int, image_size, dtype: str = 'float32',
 
 def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int = 32,
                          dtype: str = 'float32', image_size=224, augment: str = 'none',
-                         threads: int = 4,
-                         progress: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                         threads: int = 4, progress: bool = False,
+                         unreadable=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (indices (b,), features (b, D) float32) batch by batch, in order.
 
   Images are decoded on `threads` threads while the device computes the previous batch. Every
   batch has the same static shape (the last is padded), so the jitted forward compiles once per
   size. image_size, augment: the views averaged (module docstring).
+  unreadable: None to stop at the first image that cannot be read (`UserError` naming it), or
+  a function called with (index, UserError) for each such image, which is then left out of the
+  batches (a photo library goes on past a bad file).
   """
   check_sizes(batch_size, image_size, dtype, augment)
   sizes = image_sizes(image_size)
@@ -183,14 +186,25 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
   n = len(image_paths)
   starts = range(0, n, batch_size)
 
+  def load(path, size):
+    try:
+      return images.load_image(path, size)
+    except UserError as e:
+      if unreadable is None:
+        raise
+      return e
+
   def load_batch(start):
     paths = image_paths[start:start + batch_size]
-    batch = {}
+    batch, failed = {}, {}
     for size in sizes:
       batch[size] = np.zeros((batch_size, size, size, 3), np.uint8)
-      for i, image in enumerate(pool.map(lambda p, s=size: images.load_image(p, s), paths)):
-        batch[size][i] = image
-    return batch
+      for i, image in enumerate(pool.map(lambda p, s=size: load(p, s), paths)):
+        if isinstance(image, UserError):
+          failed.setdefault(i, image)
+        else:
+          batch[size][i] = image
+    return batch, failed
 
   def features_of(batch):
     views = {size: np.asarray(forward[size](params, sharding.shard_leading(batch[size], mesh)))
@@ -207,13 +221,17 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
        tqdm.tqdm(total=n, unit='img', disable=not progress, desc='features') as bar:
     pending = loader.submit(load_batch, starts[0]) if n else None
     for k, start in enumerate(starts):
-      batch = pending.result()
+      batch, failed = pending.result()
       if k + 1 < len(starts):
         pending = loader.submit(load_batch, starts[k + 1])
       stop = min(start + batch_size, n)
-      feats = features_of(batch)[:stop - start]
+      for i, error in sorted(failed.items()):
+        unreadable(start + i, error)
+      read = np.array([i for i in range(stop - start) if i not in failed], np.int64)
+      feats = features_of(batch)[read] if len(read) else np.empty((0, 0), np.float32)
       bar.update(stop - start)
-      yield np.arange(start, stop), feats
+      if len(read):
+        yield start + read, feats
 
 
 def extract_features(image_paths: Sequence[str], weights, *, batch_size: int = 32,

@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 
 import h5py
 import numpy as np
@@ -144,6 +143,7 @@ def write_feature_file(dataset: datasets.Dataset, weights, output: str, *,
   if not isinstance(weights, tuple):
     inputs.add(hub.path_of(weights))
   outputs.check_file(output, inputs, kind=KIND, overwrite=overwrite)
+  outputs.check_parts_folder(output + '.parts', output)
   params, info = extract.resolve_weights(weights)
   num_fc = extract.num_fc_for(info, image_size)
   feature_layout = extract.layout(num_fc)
@@ -152,7 +152,7 @@ def write_feature_file(dataset: datasets.Dataset, weights, output: str, *,
   key = _inputs_digest(dataset, info.checksum, settings)
   # A second run on the same output waits here, then finds the first one's file up to date.
   with atomic.exclusive(output + '.lock'):
-    atomic.remove_stale_temporaries(output)
+    atomic.remove_stale_temporaries(*os.path.split(os.path.abspath(output)), locked=True)
     return _write_locked(dataset, params, info, output, key, feature_layout,
                          batch_size=batch_size, dtype=dtype, image_size=image_size,
                          augment=augment, progress=progress)
@@ -197,7 +197,7 @@ def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_s
     except OSError:
       same = False
     if not same:
-      shutil.rmtree(parts_dir)
+      outputs.remove_parts_folder(parts_dir)
   if not os.path.isdir(parts_dir):
     os.makedirs(parts_dir)
     with atomic.atomic_path(manifest) as tmp, open(tmp, 'w') as f:
@@ -248,7 +248,7 @@ def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_s
                                   }), output)
   except UserError as e:
     raise UserError(f'{e} ({kept()}; a rerun resumes from them)') from None
-  shutil.rmtree(parts_dir, ignore_errors=True)
+  outputs.remove_parts_folder(parts_dir)
   return output
 
 
@@ -309,7 +309,7 @@ def save_feature_file(data: FeatureFile, output, storage_dtype: str = 'float32')
   if attrs.get('storage_dtype', 'float32') == 'float32':
     attrs['storage_dtype'] = storage_dtype
   attrs[safefile.KEY] = _file_digest(features, labels, data.image_names, data.label_names, attrs)
-  with atomic.atomic_path(output, '.h5') as tmp:
+  with atomic.atomic_path(output) as tmp:
     with h5py.File(tmp, 'w') as f:
       f.create_dataset('features', data=features)
       f.create_dataset('labels', data=labels)

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 
+import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
@@ -87,11 +88,23 @@ def processes(flag):
   return flag.value
 
 
+# The solvers compute in float32: a number they are given must be one there too (1e300 would
+# become inf, and 1e-300 zero).
+_FLOAT32 = np.finfo(np.float32)
+
+
+def _positive_float32(value) -> bool:
+  return (value is not None and math.isfinite(value) and value > 0
+          and float(_FLOAT32.smallest_normal) <= value <= float(_FLOAT32.max))
+
+
 def positive(flag, or_what: str = ''):
-  """The float flag's value, checked to be finite and positive."""
+  """The float flag's value, checked to be finite and positive in float32, the precision the
+  solvers compute in."""
   value = flag.value
-  if value is None or not math.isfinite(value) or value <= 0:
-    raise UserError(f'{_name(flag)} must be a finite positive number{or_what}, got {value}')
+  if not _positive_float32(value):
+    raise UserError(f'{_name(flag)} must be a finite positive number{or_what} within float32\'s '
+                    f'range ({_FLOAT32.smallest_normal:.1e} to {_FLOAT32.max:.1e}), got {value}')
   return value
 
 
@@ -111,8 +124,9 @@ def positive_numbers(flag) -> list[float]:
       value = float(text)
     except ValueError:
       value = math.nan
-    if not math.isfinite(value) or value <= 0:
-      raise UserError(f'{_name(flag)} must hold finite positive numbers, got {text!r}')
+    if not _positive_float32(value):
+      raise UserError(f'{_name(flag)} must hold finite positive numbers within float32\'s range '
+                      f'({_FLOAT32.smallest_normal:.1e} to {_FLOAT32.max:.1e}), got {text!r}')
     values.append(value)
   if not values:
     raise UserError(f'{_name(flag)} is empty')
@@ -169,6 +183,13 @@ def json_path(path: str) -> dict:
     raw = os.fsencode(path)
     return {'image': raw.decode('utf-8', 'backslashreplace'),
             'image_bytes': base64.b64encode(raw).decode('ascii')}
+
+
+def warn(message: str) -> None:
+  """`warning: <message>` on stderr, one line, above a progress bar if one is showing: for a
+  problem the command goes past (one bad photo of a library) and counts in its exit status."""
+  import tqdm   # pylint: disable=g-import-not-at-top
+  tqdm.tqdm.write(f'warning: {message}', file=sys.stderr)
 
 
 def write_stdout(text: str) -> None:

@@ -31,6 +31,15 @@ def _os_error_message(e: OSError) -> str:
 class _Signalled(KeyboardInterrupt):
   """Raised in the main thread by SIGTERM or SIGHUP, so that work ends as on Ctrl-C."""
 
+  def __init__(self, signum: int = signal.SIGINT):
+    super().__init__()
+    self.signum = signum
+
+
+def interrupted_status(e: KeyboardInterrupt) -> int:
+  """The exit status of a command ended by `e`: 128 + the signal's number (130 for Ctrl-C)."""
+  return 128 + getattr(e, 'signum', signal.SIGINT)
+
 
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGHUP')
                       if hasattr(signal, name))
@@ -42,7 +51,7 @@ def _stop_signals_interrupt(received: list):
   as SIGINT raises KeyboardInterrupt; the previous handlers come back afterwards."""
   def handler(signum, frame):   # pylint: disable=unused-argument
     received.append(signum)
-    raise _Signalled()
+    raise _Signalled(signum)
   previous = {}
   try:
     for signum in _STOP_SIGNALS:

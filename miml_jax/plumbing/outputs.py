@@ -8,6 +8,12 @@ A command collects the files it reads in `Inputs` and checks each file it will w
   tagger, a result), unless `overwrite`: a user's own file is never replaced by accident;
 - a folder where a file should be, a file where a folder should be, a folder that cannot be
   created or written in.
+Every file a command writes goes through the check, not only the one it is given: the
+companions of a result (`R.md` beside `R.json`: `check_files`), the record beside a prediction
+file, and the folder of finished parts beside a long job's output (`check_parts_folder`: only a
+folder holding nothing but parts of ours is ever used, and `remove_parts_folder` removes those
+parts alone). Lock files are `miml_jax.plumbing.atomic.exclusive`'s, which refuses a file that is
+not a lock of ours.
 The files themselves are then written with `miml_jax.plumbing.atomic`: complete, or not there at all.
 
 What miml_jax makes carries its kind: HDF5 attributes and safetensors metadata (`format`), and a
@@ -17,9 +23,11 @@ belong to the JSON of the same stem.
 
 import json
 import os
+import re
 import struct
 import tempfile
 
+from miml_jax.plumbing import atomic
 from miml_jax.plumbing.errors import UserError
 
 HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
@@ -140,3 +148,54 @@ def check_file(path, inputs: Inputs | None = None, *, kind: str, overwrite: bool
     raise UserError(f'{path}: exists and is not a file miml_jax made as this kind of output '
                     f'({kind}); pass --overwrite to replace it, or choose another output')
   return path
+
+
+def check_files(paths, inputs: Inputs | None = None, *, kind: str,
+                overwrite: bool = False) -> list[str]:
+  """`check_file` for each of the files one command writes together (a result and its
+  companions); returns them."""
+  return [check_file(path, inputs, kind=kind, overwrite=overwrite) for path in paths]
+
+
+# What miml_jax writes in a folder of finished parts: a feature extraction's batches and the
+# digest of its inputs, a recipe run's splits.
+_PART = re.compile(r'^(part-[0-9]{7}\.safetensors|inputs_sha256|'
+                   r'split-[0-9]{3}-[0-9a-f]+\.safetensors)$')
+
+
+def check_parts_folder(path, output=None) -> str:
+  """`UserError` unless `path` is absent or a folder holding only parts miml_jax writes there
+  (a folder of the user's own is never written in nor removed); returns `path`."""
+  path = os.fspath(path)
+  name = path if output is None else f'{output} (its parts folder {path})'
+  if not os.path.lexists(path):
+    return path
+  if os.path.islink(path) or not os.path.isdir(path):
+    raise UserError(f'{name}: exists and is not a folder of finished parts that miml_jax made; '
+                    'move it away, or choose another output')
+  try:
+    foreign = [n for n in os.listdir(path) if not (_PART.match(n) or atomic.is_temporary(n))]
+  except OSError as e:
+    raise UserError(f'{name}: cannot list it: {e.strerror or e}') from None
+  if foreign:
+    raise UserError(f'{name}: holds files miml_jax did not make ({foreign[0]}, ...); move it '
+                    'away, or choose another output')
+  return path
+
+
+def remove_parts_folder(path) -> None:
+  """Removes the parts miml_jax wrote in `path`, then the folder if nothing else is left."""
+  try:
+    names = os.listdir(path)
+  except OSError:
+    return
+  for name in names:
+    if _PART.match(name) or atomic.is_temporary(name):
+      try:
+        os.unlink(os.path.join(path, name))
+      except OSError:
+        pass
+  try:
+    os.rmdir(path)
+  except OSError:
+    pass

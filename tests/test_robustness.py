@@ -1,5 +1,5 @@
-"""Bad input, interrupted runs and untrusted files: each case works as documented (README,
-"Behaviour on bad input") or stops with one message naming the file, exit status 1, no traceback.
+"""Bad input, interrupted runs and untrusted files: each case works as documented
+(docs/robustness.md) or stops with one message naming the file, exit status 1, no traceback.
 """
 
 import io

@@ -297,6 +297,20 @@ def test_every_tool_reads_our_tags_and_the_users(tmp_path):
   assert _listed(_exiftool(embedded, '-use', 'MWG', '-Keywords')['Keywords']) == ['sky']
 
 
+@needs_exiftool
+def test_a_new_sidecar_starts_from_the_photos_own_metadata(tmp_path):
+  """Tools that read a photo's sidecar instead of the photo still show its keywords and title."""
+  image = _photo(tmp_path)
+  _set(image, '-XMP-dc:Subject=holiday', '-XMP-dc:Title=Beach', '-IPTC:Keywords=family',
+       '-XMP:Rating=4')
+  before = _bytes(image)
+  keywords.write(image, ['sea'], prefix='miml')
+  got = _exiftool(image + '.xmp', '-Subject', '-Title', '-Rating', '-HierarchicalSubject')
+  assert got['Subject'] == ['holiday', 'family', 'sea'] and got['Title'] == 'Beach'
+  assert got['Rating'] == 4 and got['HierarchicalSubject'][-1] == 'miml|sea'
+  assert _bytes(image) == before   # --write=xmp never touches the photo
+
+
 def test_a_sidecar_of_the_users_without_tags_of_ours_is_not_touched(tmp_path):
   image = _photo(tmp_path)
   with open(image + '.xmp', 'w', encoding='utf-8') as f:

@@ -10,6 +10,7 @@ where `datasets.load` looks for datasets by name.
 
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 from typing import Callable
@@ -73,9 +74,11 @@ def fetch(name: str, data_dir: str | None = None, *, url: str | None = None,
 def _remove_stale_work(home: str, name: str) -> None:
   """The folders that a fetch of `name` killed with -9 left in `home` (unpacked archive, the
   dataset being built)."""
+  # Exactly the names tempfile.mkdtemp gives them (8 random characters after the prefix): a
+  # hidden folder of the user's (`.scene.old`) is never taken for one.
+  ours = re.compile(rf'^\.{re.escape(name)}(-unpack)?\.[a-z0-9_]{{8}}$')
   for entry in os.listdir(home):
-    if entry.startswith((f'.{name}-unpack.', f'.{name}.')) and os.path.isdir(
-        os.path.join(home, entry)):
+    if ours.match(entry) and os.path.isdir(os.path.join(home, entry)):
       logging.info('%s: removing what an interrupted fetch left', os.path.join(home, entry))
       shutil.rmtree(os.path.join(home, entry), ignore_errors=True)
 

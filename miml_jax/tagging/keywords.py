@@ -427,6 +427,25 @@ def _check_written(path: str, parsed: _Parsed, after: _Parsed, new: dict, *, sid
       raise _refused(path, 'exiv2 would have changed IPTC or Exif data besides the keywords')
 
 
+def _seeded_sidecar(image: str, empty: _Parsed) -> _Parsed:
+  """A new sidecar, as the photo's own metadata has it: its XMP, with its IPTC keywords among
+  dc:subject's. A tool that reads the sidecar instead of the photo (digiKam, darktable, Immich do
+  when there is one) then still shows the user's keywords and titles. `UserError` if the photo's
+  metadata cannot be read fully (no sidecar is made then)."""
+  photo = _parse(image, photo_files.read(image).data, sidecar=False)
+  if not photo.xmp and not photo.fields.get(IPTC_KEYWORDS):
+    return empty
+  empty.image.setXmpData(photo.image.xmpData())
+  fields = {k: v for k, v in photo.fields.items() if not k.startswith('_')}
+  fields.pop(IPTC_KEYWORDS, None)
+  fields.pop(SYNCED, None)
+  fields[SUBJECT] = _users_flat(photo.fields.get(SUBJECT, []), photo.fields.get(IPTC_KEYWORDS, []),
+                                None, [])
+  if not fields[SUBJECT]:
+    del fields[SUBJECT]
+  return dataclasses.replace(empty, fields=fields, xmp=photo.xmp)
+
+
 def write(image: str, tags, *, prefix: str | None = None, embed: bool = False) -> bool:
   """Merges `tags` into the keywords of `image`'s sidecar (or, with `embed`, of the image file);
   returns whether the file changed (a rerun with the same tags changes nothing). `UserError`
@@ -440,6 +459,8 @@ def write(image: str, tags, *, prefix: str | None = None, embed: bool = False) -
     raise UserError(f'{image}: no such image')
   before = photo_files.read(target, missing_ok=sidecar)
   parsed = _parse(target, before.data, sidecar=sidecar)
+  if sidecar and before.stat is None:
+    parsed = _seeded_sidecar(image, parsed)
   current = parsed.fields
   new = merged(current, tags, prefix, embed=embed)
   if not current.get(WRITTEN) and not new[WRITTEN] and new[REJECTED] == current.get(REJECTED,

@@ -189,6 +189,32 @@ def test_a_users_keyword_deleted_in_an_xmp_only_tool_stays_deleted(tmp_path):
   assert _listed(_exiftool(image, '-IPTC:Keywords')['Keywords']) == ['sea']
 
 
+@needs_exiftool
+@pytest.mark.parametrize('ext', ['jpg', 'png', 'tif', 'webp'])
+def test_embedding_in_each_format_keeps_pixels_and_fields(tmp_path, ext):
+  """TIFF keeps XMP and IPTC in Exif tags of its own, WebP has no IPTC: each is written, read
+  back, and written again idempotently."""
+  image = _photo(tmp_path, f'photo.{ext}')
+  pixels = np.asarray(Image.open(image).convert('RGB'))
+  _set(image, '-XMP-dc:Subject=holiday', '-XMP-dc:Title=Beach')
+  assert keywords.write(image, ['sea'], embed=True)
+  assert not keywords.write(image, ['sea'], embed=True)
+  got = _exiftool(image, '-XMP-dc:Subject', '-XMP-dc:Title', '-IPTC:Keywords')
+  assert got['Subject'] == ['holiday', 'sea'] and got['Title'] == 'Beach'
+  assert _listed(got.get('Keywords')) == ([] if ext == 'webp' else ['holiday', 'sea'])
+  np.testing.assert_array_equal(np.asarray(Image.open(image).convert('RGB')), pixels)
+
+
+@pytest.mark.parametrize('ext', ['gif', 'bmp'])
+def test_a_format_exiv2_cannot_write_is_refused_and_kept(tmp_path, ext):
+  image = _photo(tmp_path, f'photo.{ext}')
+  before = _bytes(image)
+  with pytest.raises(UserError, match='not supported.*left as it was'):
+    keywords.write(image, ['sea'], embed=True)
+  assert _bytes(image) == before
+  assert keywords.write(image, ['sea'])   # a sidecar serves instead
+
+
 # 5. Links: written through to the file a symbolic link names; hard links refused.
 @needs_exiftool
 def test_embed_writes_through_a_symbolic_link(tmp_path):

@@ -71,6 +71,9 @@ _IPTC_CHARSET = 'Iptc.Envelope.CharacterSet'
 _IPTC_UTF8 = b'\x1b%G'
 # JPEG segments of extended XMP (packets over 64 kB), which exiv2 neither reads nor keeps whole.
 _EXTENDED_XMP = b'http://ns.adobe.com/xmp/extension/'
+# The Exif tags that hold a TIFF's XMP packet and IPTC record (and Photoshop's resources, where
+# IPTC may sit too): they change with the keywords.
+_EXIF_CONTAINERS = ('Exif.Image.XMLPacket', 'Exif.Image.IPTCNAA', 'Exif.Image.ImageResources')
 # Whether the file has an IPTC record at all (a field of `_parse`'s, not of the file).
 _IPTC_PRESENT = '_iptc_present'
 _XPACKET_HEADER = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
@@ -189,14 +192,16 @@ def _users_flat(subject: list, iptc: list | None, synced: list | None, ours: lis
   return _dedupe(kept + [k for k in iptc if k not in matched and k not in before_iptc])
 
 
-def merged(current: dict, tags, prefix: str | None = None, *, embed: bool = False) -> dict:
+def merged(current: dict, tags, prefix: str | None = None, *, iptc: bool = False) -> dict:
   """The fields after writing `tags`, from the fields `current` ({key: [items]}) of the file
-  (module docstring)."""
+  (module docstring); iptc: the file keeps IPTC Keywords too (a photo we embed into, of a
+  format that has IPTC)."""
   recorded = current.get(WRITTEN, [])
   # Files written before the prefix was recorded: taken to have the prefix of this run.
   before = _forms(current[PREFIX][0] if current.get(PREFIX) else prefix)
   subject = current.get(SUBJECT, [])
-  iptc = current.get(IPTC_KEYWORDS, []) if embed else None
+  with_iptc = iptc
+  iptc = current.get(IPTC_KEYWORDS, []) if with_iptc else None
 
   def deleted(tag) -> bool:
     """Whether the user deleted our `tag` from a field it was written to (a field the file no
@@ -204,7 +209,7 @@ def merged(current: dict, tags, prefix: str | None = None, *, embed: bool = Fals
     if tag not in subject:
       return True
     fields = [k for k in (HIERARCHICAL, DIGIKAM) if k in current]
-    if embed and current.get(_IPTC_PRESENT):
+    if with_iptc and current.get(_IPTC_PRESENT):
       fields.append(IPTC_KEYWORDS)
     return any(before[k](tag) not in current.get(k, []) for k in fields)
 
@@ -220,7 +225,7 @@ def merged(current: dict, tags, prefix: str | None = None, *, embed: bool = Fals
     else:
       kept = _started(key, current, users, ours_old)
     out[key] = kept + [f for f in map(after[key], new) if f not in kept]
-  if embed:
+  if with_iptc:
     out[IPTC_KEYWORDS] = _dedupe(map(_iptc_form, out[SUBJECT]))
     out[SYNCED] = list(out[SUBJECT])
   if prefix or PREFIX in current:
@@ -327,7 +332,8 @@ def _parse(path: str, data: bytes, *, sidecar: bool) -> _Parsed:
     fields[IPTC_KEYWORDS] = [_iptc_text(path, raw, charset) for raw in raws]
     fields[_IPTC_PRESENT] = [True] if iptc else []
   exif = collections.Counter() if sidecar else collections.Counter(
-      (d.key(), d.typeId(), d.count()) for d in image.exifData())
+      (d.key(), d.typeId(), d.count()) for d in image.exifData()
+      if d.key() not in _EXIF_CONTAINERS)
   return _Parsed(image, fields, found, iptc, exif, charset)
 
 
@@ -462,11 +468,13 @@ def write(image: str, tags, *, prefix: str | None = None, embed: bool = False) -
   if sidecar and before.stat is None:
     parsed = _seeded_sidecar(image, parsed)
   current = parsed.fields
-  new = merged(current, tags, prefix, embed=embed)
+  # Formats without IPTC (WebP): XMP alone.
+  iptc = embed and parsed.image.supportsMetadata(exiv2.MetadataId.Iptc)
+  new = merged(current, tags, prefix, iptc=iptc)
   if not current.get(WRITTEN) and not new[WRITTEN] and new[REJECTED] == current.get(REJECTED,
                                                                                      []):
     return False   # nothing of ours, before or after: the file is none of our business
-  if not _changed(current, new):
+  if before.stat is not None and not _changed(current, new):
     return False
   file = parsed.image
   try:
@@ -481,7 +489,7 @@ def write(image: str, tags, *, prefix: str | None = None, embed: bool = False) -
             xmp[key] = exiv2.XmpTextValue(values[0])
         elif key != IPTC_KEYWORDS:
           _set_list(xmp, key, values, exiv2)
-      if embed:
+      if iptc:
         _set_iptc_keywords(file, parsed, new[IPTC_KEYWORDS], exiv2)
       else:
         # exiv2 turns a sidecar's XMP into IPTC and Exif when it reads it and back when it

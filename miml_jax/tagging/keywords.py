@@ -438,7 +438,11 @@ def _seeded_sidecar(image: str, empty: _Parsed) -> _Parsed:
   dc:subject's. A tool that reads the sidecar instead of the photo (digiKam, darktable, Immich do
   when there is one) then still shows the user's keywords and titles. `UserError` if the photo's
   metadata cannot be read fully (no sidecar is made then)."""
-  photo = _parse(image, photo_files.read(image).data, sidecar=False)
+  exiv2 = _exiv2()
+  data = photo_files.read(image).data
+  if exiv2.ImageFactory.getType(data) == exiv2.ImageType.none:
+    return empty   # a format exiv2 does not know: no metadata of it to carry over
+  photo = _parse(image, data, sidecar=False)
   if not photo.xmp and not photo.fields.get(IPTC_KEYWORDS):
     return empty
   empty.image.setXmpData(photo.image.xmpData())
@@ -469,7 +473,9 @@ def write(image: str, tags, *, prefix: str | None = None, embed: bool = False) -
     parsed = _seeded_sidecar(image, parsed)
   current = parsed.fields
   # Formats without IPTC (WebP): XMP alone.
-  iptc = embed and parsed.image.supportsMetadata(exiv2.MetadataId.Iptc)
+  iptc = embed and bool(exiv2.ImageFactory.checkMode(parsed.image.imageType(),
+                                                      exiv2.MetadataId.Iptc)
+                        & exiv2.AccessMode.Write)
   new = merged(current, tags, prefix, iptc=iptc)
   if not current.get(WRITTEN) and not new[WRITTEN] and new[REJECTED] == current.get(REJECTED,
                                                                                      []):

@@ -270,8 +270,10 @@ def predict(argv):
                                        tagger.label_names, overwrite=_OVERWRITE.value)
     todo = out.todo(paths) if out else paths
     earlier = len(paths) - len(todo)
+    in_file = earlier
     done, printed, shown = earlier, [], []
-    run.total = len(todo)
+    # What the listing passed over (a pipe, a link to nowhere) counts among the images.
+    run.total = len(todo) + run.skipped
     try:
       with tqdm.tqdm(total=len(paths), initial=done, unit='img', desc='predict',
                      disable=not sys.stderr.isatty()) as bar:
@@ -288,6 +290,7 @@ def predict(argv):
           if out:
             out.append([p for p, ok in zip(batch, written) if ok], probabilities[written],
                        tagged[written])
+            in_file += int(written.sum())
           else:
             printed.append(probabilities)
             shown += batch
@@ -300,7 +303,7 @@ def predict(argv):
                           f'{_OUTPUT.value}') from None
       raise
   if out:
-    print(f'{_OUTPUT.value}: {done} of {len(paths)} images ({earlier} from an earlier run)',
+    print(f'{_OUTPUT.value}: {in_file} of {len(paths)} images ({earlier} from an earlier run)',
           file=sys.stderr)
   elif shown:
     cli.write_stdout(render(shown, np.concatenate(printed), tagger, _FORMAT.value) + '\n')

@@ -11,7 +11,7 @@ W="${1:-/tmp/library_with_bad_files}"
 DATA="${MIML_JAX_DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/datasets}"
 rm -rf "$W" && mkdir -p "$W"
 python - "$DATA/scene" "$W" <<'PY'
-import csv, os, shutil, subprocess, sys
+import csv, json, os, shutil, subprocess, sys
 src, work = sys.argv[1:]
 rows = list(csv.reader(open(os.path.join(src, 'labels.csv'))))
 os.makedirs(os.path.join(work, 'train', 'images'))
@@ -62,7 +62,14 @@ os.link(os.path.join(a, first[7]), os.path.join(work, 'elsewhere', 'hardlink.jpg
 # What a kill -9 in the middle of an embed left (older releases' name and this one's).
 open(os.path.join(a, f'.{first[8]}.k3j5x9q2.tmp.jpg'), 'wb').write(data[:5000])
 os.utime(os.path.join(a, f'.{first[8]}.k3j5x9q2.tmp.jpg'), (0, 0))
-open(os.path.join(a, f'.{first[8]}.miml_jax-000000-999999999-0a1b2c3d.tmp'), 'wb').write(data)
+from miml_jax.plumbing import atomic
+dead = atomic.temporary_name(first[8]).replace(f'-{os.getpid()}-', '-999999999-')
+open(os.path.join(a, dead), 'wb').write(data)
+json.dump({'broken sidecar': os.path.join(a, first[3] + '.xmp'),
+           'IPTC-only keywords': os.path.join(a, first[4]),
+           'broken XMP packet': os.path.join(a, first[6]),
+           'two hard links': os.path.join(a, first[7])},
+          open(os.path.join(work, 'special.json'), 'w'))
 PY
 # Fingerprints of every file of the user's before the runs: after, each must be the same bytes,
 # or (a photo or sidecar that was tagged) hold every keyword and title it held.
@@ -87,33 +94,46 @@ tag() { python -m miml_jax.tag "$@"; }
 T tag train --dataset="$W/train" --output="$W/lib.tagger" --cache_dir="$W/cache" \
     --method=l1 --augment=none
 set +e
-T tag predict --model="$W/lib.tagger" --output="$W/tags.csv" --write=embed \
-    --keyword_prefix=miml "$W/library" 2> "$W/predict.stderr"
+for MODE in xmp embed; do
+  T tag predict --model="$W/lib.tagger" --output="$W/tags_$MODE.csv" --write=$MODE \
+      --keyword_prefix=miml "$W/library" 2> "$W/predict_$MODE.stderr"
+  grep -v '^features' "$W/predict_$MODE.stderr"
+done
 set -e
-cat "$W/predict.stderr"
 python - "$W" <<'PY'
-import collections, json, os, subprocess, sys
+import collections, hashlib, json, os, subprocess, sys
 work = sys.argv[1]
 before = json.load(open(os.path.join(work, 'before.json')))
-rows = open(os.path.join(work, 'tags.csv')).read().splitlines()[1:]
-warned = [l for l in open(os.path.join(work, 'predict.stderr')).read().splitlines()
-          if l.startswith('warning: ')]
-kinds = collections.Counter(l.split(': ', 2)[2].split(';')[0].split(' (')[0] for l in warned)
-lost = []
+for mode in ('xmp', 'embed'):
+  rows = open(os.path.join(work, f'tags_{mode}.csv')).read().splitlines()[1:]
+  warned = [l[len('warning: '):] for l in open(os.path.join(work, f'predict_{mode}.stderr'))
+            .read().splitlines() if l.startswith('warning: ')]
+  print(f'--write={mode}: {len(rows)} rows; {len(warned)} warnings:')
+  for line in warned:
+    print('   ', os.path.relpath(line.split(': ', 1)[0], work), '|', line.split(': ', 1)[1][:90])
+changed, lost = [], []
 for path, was in before.items():
+  if hashlib.sha256(open(path, 'rb').read()).hexdigest() != was['sha256']:
+    changed.append(os.path.relpath(path, work))
   meta = subprocess.run(['exiftool', '-j', '-use', 'MWG', '-Keywords', '-Title', path],
                         capture_output=True, text=True).stdout
   now = json.loads(meta)[0] if meta else {}
-  kw = now.get('Keywords', [])
-  kw = kw if isinstance(kw, list) else [kw]
-  was_kw = was['keywords'] if isinstance(was['keywords'], list) else [was['keywords']]
-  if not set(map(str, was_kw)) <= set(map(str, kw)) or now.get('Title') != was['title']:
-    lost.append(path)
+  listed = lambda v: v if isinstance(v, list) else [] if v is None else [v]
+  if not set(map(str, listed(was['keywords']))) <= set(map(str, listed(now.get('Keywords')))) \
+      or now.get('Title') != was['title']:
+    lost.append(os.path.relpath(path, work))
 temporaries = [f for d, _, fs in os.walk(os.path.join(work, 'library')) for f in fs
                if '.tmp' in f]
-print(f'rows written: {len(rows)}; warnings: {len(warned)}')
-for kind, n in sorted(kinds.items()):
-  print(f'  {n} x {kind}')
+kept = os.path.join(work, 'elsewhere', 'kept.jpg')
+tagged = json.loads(subprocess.run(['exiftool', '-j', '-XMP-dc:Subject', kept],
+                                   capture_output=True, text=True).stdout)[0].get('Subject')
+print(f'files of the user\'s changed (tagged): {len(changed)}; unchanged: '
+      f'{len(before) - len(changed)}')
 print(f'files of the user\'s that lost a keyword or title: {len(lost)} {lost}')
+print(f'the photo behind the symbolic link, tagged: {tagged}; '
+      f'still a link: {os.path.islink(os.path.join(work, "library", "album_b", "linked.jpg"))}')
+for role, path in json.load(open(os.path.join(work, 'special.json'))).items():
+  same = hashlib.sha256(open(path, 'rb').read()).hexdigest() == before[path]['sha256']
+  print(f'{role} ({os.path.relpath(path, work)}): {"byte for byte as it was" if same else "tagged"}')
 print(f'temporaries left: {temporaries}')
 PY

@@ -1,11 +1,13 @@
 """How well a tagger tags a labelled folder: the paper's five metrics, each label's precision,
-recall and F1, and which labels it confuses, as JSON-ready values and as Markdown.
+recall and F1 (scikit-learn's, undefined ones None), and which labels it confuses, as
+JSON-ready values and as Markdown.
 
 A confusion, in multi-label tagging, is an image where label a is missed and label b is tagged
 wrongly at the same time: the model said b where it should have said a.
 """
 
 import numpy as np
+from sklearn import metrics as sk_metrics
 
 from miml_jax import metrics
 
@@ -13,8 +15,9 @@ from miml_jax import metrics
 SHOWN_CONFUSIONS = 10
 
 
-def _ratio(a, b) -> float | None:
-  return float(a / b) if b else None
+def _defined(v) -> float | None:
+  """A score, None where it is undefined (a zero denominator: scikit-learn's NaN)."""
+  return None if np.isnan(v) else float(v)
 
 
 def tagging_report(Y, probabilities, tagged, label_names) -> dict:
@@ -26,17 +29,17 @@ def tagging_report(Y, probabilities, tagged, label_names) -> dict:
   # The ranking metrics rank the probabilities; Hamming loss counts the tags as given, whatever
   # each label's threshold (a tuned one is not probability 0.5).
   scores['hamming_loss'] = np.mean(Y != tagged)
-  tp = (Y & tagged).sum(0)
-  fp = (~Y & tagged).sum(0)
-  fn = (Y & ~tagged).sum(0)
-  tn = (~Y & ~tagged).sum(0)
+  counts = sk_metrics.multilabel_confusion_matrix(Y, tagged)   # (q, 2, 2): [[tn, fp], [fn, tp]]
+  precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
+      Y, tagged, average=None, zero_division=np.nan)
   per_label = {}
   for j, name in enumerate(label_names):
-    precision, recall = _ratio(tp[j], tp[j] + fp[j]), _ratio(tp[j], tp[j] + fn[j])
-    f1 = _ratio(2 * tp[j], 2 * tp[j] + fp[j] + fn[j])
-    per_label[name] = {'precision': precision, 'recall': recall, 'f1': f1,
-                       'support': int(Y[:, j].sum()), 'tp': int(tp[j]), 'fp': int(fp[j]),
-                       'fn': int(fn[j]), 'tn': int(tn[j])}
+    (tn, fp), (fn, tp) = counts[j]
+    per_label[name] = {'precision': _defined(precision[j]), 'recall': _defined(recall[j]),
+                       'f1': _defined(f1[j]), 'support': int(support[j]), 'tp': int(tp),
+                       'fp': int(fp), 'fn': int(fn), 'tn': int(tn)}
+  micro = sk_metrics.precision_recall_fscore_support(Y, tagged, average='micro',
+                                                     zero_division=np.nan)[:3]
   f1s = [v['f1'] for v in per_label.values() if v['f1'] is not None]
   missed, wrong = Y & ~tagged, ~Y & tagged
   pairs = missed.T.astype(np.int64) @ wrong.astype(np.int64)     # (q, q): a missed, b wrong
@@ -47,9 +50,7 @@ def tagging_report(Y, probabilities, tagged, label_names) -> dict:
   return {
       'n_images': int(len(Y)),
       'metrics': {k: float(v) for k, v in scores.items()},
-      'micro': {'precision': _ratio(tp.sum(), tp.sum() + fp.sum()),
-                'recall': _ratio(tp.sum(), tp.sum() + fn.sum()),
-                'f1': _ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum())},
+      'micro': dict(zip(('precision', 'recall', 'f1'), map(_defined, micro))),
       'macro_f1': float(np.mean(f1s)) if f1s else None,
       'exact_match': float(np.mean(np.all(Y == tagged, axis=1))),
       'per_label': per_label,

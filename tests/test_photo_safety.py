@@ -236,6 +236,18 @@ def test_a_photo_with_hard_links_is_refused_and_kept(tmp_path):
   assert _bytes(image) == before and os.stat(image).st_nlink == 2
 
 
+def test_a_read_only_photo_or_sidecar_is_left_as_it_is(tmp_path):
+  image = _photo(tmp_path)
+  keywords.write(image, ['sea'])
+  for path in (image, image + '.xmp'):
+    os.chmod(path, 0o444)
+  before = {p: _bytes(p) for p in (image, image + '.xmp')}
+  for embed in (True, False):
+    with pytest.raises(UserError, match='is read-only; left as it was'):
+      keywords.write(image, ['sky'], embed=embed)
+  assert {p: _bytes(p) for p in before} == before
+
+
 def test_a_symlinked_sidecar_stays_a_link_to_the_updated_file(tmp_path):
   image = _photo(tmp_path)
   os.makedirs(tmp_path / 'sidecars')

@@ -2,7 +2,8 @@
 
 `replace(path, data, read)` puts `data` in place of the file at `path`:
 - through symbolic links: the file the link names is changed, the link stays a link;
-- never for a file with several hard links (replacing it would leave the other names with the old
+- never for a read-only file (the user's protection, which a rename would not respect), nor for
+  a file with several hard links (replacing it would leave the other names with the old
   contents, a silent split): refused, the file left as it was;
 - never over a file changed since it was read (`read`, its stat then): another program's edit is
   not overwritten;
@@ -69,6 +70,9 @@ def replace(path: str, data: bytes, before: Read) -> None:
   """Writes `data` as the new contents of the file at `path` (module docstring). before: what
   `read(path)` gave; a file that did not exist (before.stat None) is created."""
   target = os.path.realpath(path)
+  if before.stat is not None and not before.stat.st_mode & stat_lib.S_IWUSR:
+    # A rename would replace it all the same: the user's protection is kept instead.
+    raise UserError(f'{path}: is read-only; left as it was (make it writable to tag it)')
   if before.stat is not None and before.stat.st_nlink > 1:
     raise UserError(f'{path}: has {before.stat.st_nlink} hard links, and writing a new file '
                     'would split them; left as it was')

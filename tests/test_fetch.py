@@ -204,11 +204,13 @@ def test_a_killed_fetch_leaves_nothing_for_good(tmp_path):
   removed by the next fetch of that dataset, and only that."""
   data, _ = archives.scene_archive(np.random.default_rng(0), n=3)
   home = tmp_path / 'home'
-  for stale in ('.scene-unpack.abc123', '.scene.def456'):
+  # Named as tempfile.mkdtemp names them (8 random characters).
+  for stale in ('.scene-unpack.abc123_x', '.scene.def456gh'):
     os.makedirs(home / stale / 'images')
     (home / stale / 'images' / 'x.jpg').write_bytes(b'x' * 1000)
   os.makedirs(home / '.msrc_v2-unpack.keep')
+  os.makedirs(home / '.scene.old')   # the user's own: kept
   path = tmp_path / 'scene.rar'
   path.write_bytes(data)
   fetch.fetch('scene', str(home), archive=str(path), checksum=None)
-  assert sorted(os.listdir(home)) == ['.msrc_v2-unpack.keep', 'scene']
+  assert sorted(os.listdir(home)) == ['.msrc_v2-unpack.keep', '.scene.old', 'scene']

@@ -102,7 +102,7 @@ _AUGMENT = common_flags.augment(
 
 _OVERWRITE = common_flags.overwrite()
 flags.adopt_module_key_flags(input_flags)
-_WEIGHTS, _DATA_DIR, _CACHE_DIR = input_flags.WEIGHTS, input_flags.DATA_DIR, input_flags.CACHE_DIR
+_DATA_DIR, _CACHE_DIR = input_flags.DATA_DIR, input_flags.CACHE_DIR
 
 def render(paths, probabilities, tagger, fmt: str) -> str:
   names = tagger.label_names
@@ -161,8 +161,9 @@ def train(argv):
     # Checked before the features are extracted: the tagger file never lands on what train
     # reads.
     inputs = store.dataset_inputs(dataset)
-    inputs.add(hub.path_of(_WEIGHTS.value))
-    inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value,
+    weights = input_flags.weights()
+    inputs.add(hub.path_of(weights))
+    inputs.add(store.cache_path(dataset, weights, _CACHE_DIR.value,
                                 image_size=image_size, augment=_AUGMENT.value))
     outputs.check_file(_OUTPUT.value, inputs, kind=tagger_lib.KIND, overwrite=_OVERWRITE.value)
     fixes = None
@@ -170,7 +171,7 @@ def train(argv):
       fixes = corrections.read_csv(_CORRECTIONS.value, dataset.label_names)
     elif _FROM_XMP.value:
       fixes = corrections.from_xmp(_FROM_XMP.value, dataset.label_names)
-    tagger = tagger_lib.train(dataset, _WEIGHTS.value, cache_dir=_CACHE_DIR.value,
+    tagger = tagger_lib.train(dataset, weights, cache_dir=_CACHE_DIR.value,
                               image_size=image_size, augment=_AUGMENT.value, corrections=fixes,
                               **fit_kwargs)
   tagger.save(_OUTPUT.value)
@@ -213,8 +214,9 @@ def predict(argv):
     outputs.check_file(_OUTPUT.value, outputs.Inputs([_MODEL.value, *paths]),
                        kind=predictions.FORMAT, overwrite=True)
   from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
-  params, info = weights_lib.load(_WEIGHTS.value)
-  tagger.check_weights(info.checksum, _WEIGHTS.value)
+  weights = input_flags.weights(tagger.backbone)
+  params, info = weights_lib.load(weights)
+  tagger.check_weights(info.checksum, weights)
   with (atomic.exclusive(_OUTPUT.value + '.lock') if _OUTPUT.value
         else contextlib.nullcontext()):
     out = None
@@ -283,8 +285,9 @@ def review_page(argv):
   cli.at_least(_LIMIT, 1)
   tagger = tagger_lib.Tagger.load(_MODEL.value)
   from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
-  params, info = weights_lib.load(_WEIGHTS.value)
-  tagger.check_weights(info.checksum, _WEIGHTS.value)
+  weights = input_flags.weights(tagger.backbone)
+  params, info = weights_lib.load(weights)
+  tagger.check_weights(info.checksum, weights)
   if _PREDICTIONS.value:
     # No extraction: the probabilities of a predict run of this model.
     paths, probabilities = predictions.read(_PREDICTIONS.value, prediction_identity(tagger, info),
@@ -335,9 +338,10 @@ def evaluate(argv):
     raise UserError(f'{dataset.root}/labels.csv: no column for the model\'s labels '
                     f'{", ".join(missing)}; it has {", ".join(dataset.label_names)}')
   columns = [dataset.label_names.index(n) for n in tagger.label_names]
-  feats = store.cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value,
+  weights = input_flags.weights(tagger.backbone)
+  feats = store.cached_features(dataset, weights, _CACHE_DIR.value,
                                 image_size=tagger.image_size, augment=tagger.augment)
-  tagger.check_weights(feats.attrs['weights_sha256'], _WEIGHTS.value)
+  tagger.check_weights(feats.attrs['weights_sha256'], weights)
   probabilities = tagger.predict_proba(feats.features)
   result = {'format': REPORT_FORMAT, 'model': _MODEL.value, 'model_sha256': tagger.sha256,
             'dataset': dataset.root,

@@ -74,6 +74,32 @@ def test_vgg16_layout_is_the_one_feature_files_were_keyed_on():
   assert extract.layout(0).blocks == extract.layout(False).blocks
 
 
+# Inputs digests of VGG16 feature files as the code before backbones (6d02328) computed them for
+# the files below: a cache made then must stay current (no extraction again) after the seam.
+BEFORE_BACKBONES = {
+    (False, 224, 'none'): 'b22a6f418cd3f6e2cf54f0b4c49146b2bb124a488feceb1b9380b164344eeb2a',
+    (False, 224, 'flip'): '94803f58f98243f72f053dcca3daf11d7a4f6b4eef0342825a24916fc725e5d3',
+    (False, (224, 320), 'flip'): 'fe9d49c0e38d32d108116d9cb1cc1f47d0795656394bc8ac3ce65f16276df014',
+    (True, 224, 'none'): '1382c8f2de6d76fe062b1c3da7e1df6834a973ae988d80d5073851a5fcbde4c4',
+    (True, 224, 'flip'): 'f7b04d27538904d58bccbed492553eead5ca8675bba361ecad23b66020c4f1a5',
+    (True, (224, 320), 'flip'): '10667e19069503e4e0ddbfe048851bb5a7cdc57f491be84a92a778dfe0266daa',
+}
+
+
+def test_vgg16_feature_cache_keys_are_those_made_before_backbones(tmp_path):
+  import types   # pylint: disable=g-import-not-at-top
+  names = ['a.jpg', 'b.png']
+  for i, name in enumerate(names):
+    (tmp_path / name).write_bytes(bytes(range(i, 200 + i)))
+  dataset = types.SimpleNamespace(image_names=names,
+                                  image_paths=[str(tmp_path / n) for n in names])
+  for (head, size, augment), digest in BEFORE_BACKBONES.items():
+    settings = {**store.views(size, augment), 'dtype': 'float32',
+                'layout': extract.layout(head, 'vgg16').blocks}
+    digest_of = store._inputs_digest   # pylint: disable=protected-access
+    assert digest_of(dataset, '0' * 64, settings) == digest
+
+
 def test_weights_files_name_their_backbone_and_are_checked(tmp_path):
   params = random_params('efficientnet_lite0', num_classes=1000)
   info = weights.save(tmp_path / 'l0.safetensors', params, source='test',

@@ -1,4 +1,5 @@
-"""Writes a dataset's multi-level features (VGG16's by default, --backbone) to an HDF5 file (resumable, reused when fresh).
+"""Writes a dataset's multi-level features (VGG16's by default, --backbone) to an HDF5 file
+(resumable, reused when fresh).
 
   python -m miml_jax.features --dataset=scene --output=scene.h5
   python -m miml_jax.features --dataset=scene --augment=flip --scales=224,320 --output=f.h5

@@ -15,9 +15,9 @@ Views: features may be averaged over several views of each image, its mirror ima
 (`augment='flip'`) and several input sizes (`image_size=(224, 320)`). The convolutions and the
 quadrant pooling work at any size, so the level blocks are averaged over every view; VGG16's fc7
 exists only at 224 and comes from the 224 views (the other heads pool over positions, so they
-exist at every size and are averaged over every view). The mirror's top-left quadrant holds the image's
-top-right one, mirrored: averaging with the mirror makes the descriptor invariant to left-right
-flips.
+exist at every size and are averaged over every view). The mirror's top-left quadrant holds the
+image's top-right one, mirrored: averaging with the mirror makes the descriptor invariant to
+left-right flips.
 """
 
 import concurrent.futures

@@ -41,8 +41,9 @@ METHODS = ('recipe', 'l1')
 @dataclasses.dataclass
 class Tagger:
   """label_names: (q,); coef: (D, q); intercept, C, thresholds: (q,); weights_sha256: the
-  weights the features came from, of `backbone` (`miml_jax.backbones`); image_size, augment: the extractor's views (an input size or
-  several, and 'none' or 'flip': `miml_jax.features.extract`)."""
+  weights the features came from, of `backbone` (`miml_jax.backbones`); image_size, augment:
+  the extractor's views (an input size or several, and 'none' or 'flip':
+  `miml_jax.features.extract`)."""
   label_names: tuple[str, ...]
   coef: np.ndarray
   intercept: np.ndarray

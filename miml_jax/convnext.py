@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from miml_jax.depthwise_conv import DepthwiseConv
+
 DEPTHS = (3, 3, 9, 3)
 WIDTHS = (96, 192, 384, 768)
 EPSILON = 1e-6
@@ -36,7 +38,7 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
-    h = nn.Conv(c, (7, 7), padding=3, feature_group_count=c, dtype=self.dtype, name='dwconv')(x)
+    h = DepthwiseConv(7, 1, 3, use_bias=True, dtype=self.dtype, name='dwconv')(x)
     h = _norm(dtype=self.dtype, name='norm')(h)
     h = nn.Dense(4 * c, dtype=self.dtype, name='pwconv1')(h)
     h = jax.nn.gelu(h, approximate=False)

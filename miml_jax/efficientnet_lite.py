@@ -20,6 +20,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from miml_jax.depthwise_conv import DepthwiseConv
 from miml_jax.frozen_norms import FrozenBatchNorm
 
 # (expand ratio, kernel, stride, output channels, repeats) of the seven stages.
@@ -47,17 +48,17 @@ class MBConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda f, k, s=1, groups=1, name=None: nn.Conv(
-        f, (k, k), (s, s), padding='SAME', feature_group_count=groups, use_bias=False,
-        dtype=self.dtype, name=name)
+    conv = lambda f, name: nn.Conv(f, (1, 1), use_bias=False, dtype=self.dtype, name=name)
     bn = lambda name: FrozenBatchNorm(BN_EPSILON, self.dtype, name=name)
     cin = x.shape[-1]
     h = x
     width = cin * self.expand
     if self.expand != 1:
-      h = _relu6(bn('bn0')(conv(width, 1, name='expand_conv')(h)))
-    h = _relu6(bn('bn1')(conv(width, self.kernel, self.stride, width, 'depthwise_conv')(h)))
-    h = bn('bn2')(conv(self.features, 1, name='project_conv')(h))
+      h = _relu6(bn('bn0')(conv(width, 'expand_conv')(h)))
+    h = DepthwiseConv(self.kernel, self.stride, 'SAME', dtype=self.dtype,
+                      name='depthwise_conv')(h)
+    h = _relu6(bn('bn1')(h))
+    h = bn('bn2')(conv(self.features, 'project_conv')(h))
     if self.stride == 1 and cin == self.features:
       h = h + x
     return h

@@ -6,11 +6,13 @@
 Each backbone extracts the same image files (read, resized, forward, 4-quadrant pooling) with
 its default weights, or random weights of the real shapes where those cannot be had offline
 (`--random_weights`; the speed does not depend on the values), after a warm-up batch that
-compiles. Reports images/s, the ratio to the first backbone measured in the same run, the
+compiles. The backbones take turns, --rounds times (a machine shared with other work slows
+them alike), and each one's median is reported: images/s, the ratio to the first backbone, the
 feature dimension and the forward's operations per view from XLA's own cost analysis.
 """
 
 import json
+import statistics
 import time
 
 import jax
@@ -34,7 +36,8 @@ _BACKBONES = flags.DEFINE_list('backbones', ['vgg16', 'efficientnet_lite0'],
 _RANDOM = flags.DEFINE_list('random_weights', ['resnet50', 'convnext_tiny'],
                             'Backbones timed on random weights of the real shapes (their '
                             'pretrained files are not on this machine).')
-_IMAGES = flags.DEFINE_integer('images', 64, 'Image files each backbone extracts.')
+_IMAGES = flags.DEFINE_integer('images', 64, 'Image files each backbone extracts per round.')
+_ROUNDS = flags.DEFINE_integer('rounds', 3, 'Turns each backbone takes (median reported).')
 _BATCH_SIZE = common_flags.batch_size()
 _AUGMENT = common_flags.augment()
 _OUTPUT = common_flags.output('a JSON file of the figures.')
@@ -73,28 +76,24 @@ def gflop_per_view(params, info) -> float:
   return float(cost.get('flops', float('nan'))) / 1e9
 
 
-def time_backbone(name: str, paths, batch_size: int, augment: str) -> dict:
+def load(name: str):
   if name in _RANDOM.value:
-    params, info = random_weights(name)
-  else:
-    params, info = weights_lib.load(backbones.get(name).default_weights)
-  # Compiling, on the batch shape the run uses, is not timed.
-  extract.extract_features(paths[:batch_size], (params, info), batch_size=batch_size,
-                           augment=augment)
+    return random_weights(name)
+  return weights_lib.load(backbones.get(name).default_weights)
+
+
+def seconds_to_extract(weights, paths, batch_size: int, augment: str) -> tuple[float, int]:
+  """(seconds, feature dimension) of one extraction of `paths`."""
   start = time.perf_counter()
-  feats = extract.extract_features(paths, (params, info), batch_size=batch_size,
-                                   augment=augment)
-  seconds = time.perf_counter() - start
-  return {'backbone': name, 'weights': 'random' if name in _RANDOM.value else
-          backbones.get(name).default_weights, 'images': len(paths), 'seconds': seconds,
-          'images_per_s': len(paths) / seconds, 'dim': int(feats.shape[1]),
-          'gflop_per_view': gflop_per_view(jax.device_put(params), info)}
+  feats = extract.extract_features(paths, weights, batch_size=batch_size, augment=augment)
+  return time.perf_counter() - start, int(feats.shape[1])
 
 
 def main(argv):
   cli.no_arguments(argv)
   cli.choices(_BACKBONES, backbones.NAMES)
   cli.at_least(_IMAGES, 1)
+  cli.at_least(_ROUNDS, 1)
   extract.check_sizes(_BATCH_SIZE.value, 224, augment=_AUGMENT.value)
   if _OUTPUT.value:
     outputs.check_file(_OUTPUT.value, outputs.Inputs([]), kind=FORMAT.split('/')[0],
@@ -102,14 +101,29 @@ def main(argv):
   runtime_flags.apply()
   dataset = datasets.load(input_flags.one_dataset(), input_flags.DATA_DIR.value)
   paths = dataset.image_paths[:_IMAGES.value]
+  loaded = {name: load(name) for name in _BACKBONES.value}
+  for name, weights in loaded.items():
+    # Compiling, on the batch shape the run uses, is not timed.
+    seconds_to_extract(weights, paths[:_BATCH_SIZE.value], _BATCH_SIZE.value, _AUGMENT.value)
+  times = {name: [] for name in loaded}
+  dims = {}
+  for _ in range(_ROUNDS.value):
+    for name, weights in loaded.items():
+      seconds, dims[name] = seconds_to_extract(weights, paths, _BATCH_SIZE.value, _AUGMENT.value)
+      times[name].append(seconds)
+      print(f'{name}: {len(paths) / seconds:.2f} images/s', flush=True)
   rows = []
-  for name in _BACKBONES.value:
-    rows.append(time_backbone(name, paths, _BATCH_SIZE.value, _AUGMENT.value))
+  for name, (params, info) in loaded.items():
+    seconds = statistics.median(times[name])
+    rows.append({'backbone': name, 'weights': 'random' if name in _RANDOM.value else
+                 backbones.get(name).default_weights, 'images': len(paths),
+                 'seconds': times[name], 'images_per_s': len(paths) / seconds,
+                 'dim': dims[name], 'gflop_per_view': gflop_per_view(jax.device_put(params), info)})
     rows[-1]['ratio'] = rows[-1]['images_per_s'] / rows[0]['images_per_s']
     print(json.dumps(rows[-1]), flush=True)
   device = jax.devices()[0]
   print(f'\n{device.device_kind} ({jax.default_backend()}); {len(paths)} {dataset.name} images, '
-        f'batch {_BATCH_SIZE.value}, augment={_AUGMENT.value}')
+        f'batch {_BATCH_SIZE.value}, augment={_AUGMENT.value}, median of {_ROUNDS.value} turns')
   print('| backbone | weights | images/s | ratio | features | GFLOP/view |')
   print('|---|---|---|---|---|---|')
   for r in rows:

@@ -35,7 +35,7 @@ def main():
   pre = extract.preprocess(jnp.asarray(x), info.preprocessing, jnp.float32)
   _, out = backbones.get('efficientnet_lite0').build(True, jnp.float32, 1000).apply(
       {'params': params}, pre)
-  probs = np.asarray(jnp.exp(out['logits'] - out['logits'].max(1, keepdims=True)))
+  probs = np.array(jnp.exp(out["logits"] - out["logits"].max(1, keepdims=True)))
   probs /= probs.sum(1, keepdims=True)
   print(f'weights: efficientnet_lite0 (sha256 {info.checksum[:12]}...), images resized to '
         f'224x224 as the extractor does\n')

@@ -335,3 +335,17 @@ def test_tag_train_and_predict_with_lite0_in_a_fresh_home_offline(tmp_path, data
   result = conftest.cli('miml_jax.tag', 'predict', f'--model={model}', '--backbone=vgg16',
                         photos[0], env=env)
   conftest.assert_user_error(result, 'trained on efficientnet_lite0 features')
+
+
+@pytest.mark.slow
+def test_speed_benchmark_runs_each_backbone_in_turn(tmp_path, datasets_dir):
+  out = tmp_path / 'speed.json'
+  result = conftest.cli('miml_jax.benchmarks.backbones', '--dataset=msrc_v2',
+                        f'--data_dir={datasets_dir}', '--backbones=efficientnet_lite0',
+                        '--random_weights=efficientnet_lite0', '--images=2', '--batch_size=2',
+                        '--rounds=2', '--augment=none', f'--output={out}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = json.loads(out.read_text())['rows']
+  assert [r['backbone'] for r in rows] == ['efficientnet_lite0'] and rows[0]['ratio'] == 1.0
+  assert rows[0]['dim'] == 3328 and len(rows[0]['seconds']) == 2
+  assert 0.5 < rows[0]['gflop_per_view'] < 1.2   # Lite0: ~0.4 G multiply-adds per 224x224 view

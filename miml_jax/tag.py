@@ -11,8 +11,9 @@
   python -m miml_jax.tag train --dataset=FOLDER --corrections=FILE.csv|--from_xmp=FOLDER ...
 
 `train` takes a dataset in the plain layout (images/ + labels.csv), extracts (and caches) its
-features (EfficientNet-Lite0's by default, `--backbone`) and writes a tagger file (or trains on a feature file: one larger than this machine's
-memory is refused before it is read, with the memory it needs). By default it trains the recipe
+features (EfficientNet-Lite0's by default, `--backbone`) and writes a tagger file (or trains on
+a feature file: one larger than this machine's memory is refused before it is read, with the
+memory it needs). By default it trains the recipe
 (`miml_jax.recipe`: L1 and L2 models calibrated and mixed by cross-validation on the training
 images); `--method=l1` is the paper's L1 logistic regression alone. `predict` prints each
 image's tags with their probabilities, from features of the views the tagger was trained on;

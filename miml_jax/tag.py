@@ -11,8 +11,9 @@
   python -m miml_jax.tag train --dataset=FOLDER --corrections=FILE.csv|--from_xmp=FOLDER ...
 
 `train` takes a dataset in the plain layout (images/ + labels.csv), extracts (and caches) its
-features and writes a tagger file (or trains on a feature file: one larger than this machine's
-memory is refused before it is read, with the memory it needs). By default it trains the recipe
+features (EfficientNet-Lite0's by default, `--backbone`) and writes a tagger file (or trains on
+a feature file: one larger than this machine's memory is refused before it is read, with the
+memory it needs). By default it trains the recipe
 (`miml_jax.recipe`: L1 and L2 models calibrated and mixed by cross-validation on the training
 images); `--method=l1` is the paper's L1 logistic regression alone. `predict` prints each
 image's tags with their probabilities, from features of the views the tagger was trained on;
@@ -103,7 +104,12 @@ _AUGMENT = common_flags.augment(
 
 _OVERWRITE = common_flags.overwrite()
 flags.adopt_module_key_flags(input_flags)
-_WEIGHTS, _DATA_DIR, _CACHE_DIR = input_flags.WEIGHTS, input_flags.DATA_DIR, input_flags.CACHE_DIR
+# Tagging a photo library: EfficientNet-Lite0, ~10x VGG16's images/s on a laptop CPU at Table
+# 1's quality (experiments/backbones/); predict, evaluate and review use the model's backbone.
+flags.FLAGS.set_default('backbone', 'efficientnet_lite0')
+flags.FLAGS['backbone'].help += (' tag\'s default: efficientnet_lite0 (train; predict, evaluate '
+                                 'and review use the model\'s).')
+_DATA_DIR, _CACHE_DIR = input_flags.DATA_DIR, input_flags.CACHE_DIR
 
 def render(paths, probabilities, tagger, fmt: str) -> str:
   names = tagger.label_names
@@ -173,13 +179,14 @@ def train(argv):
     # Checked before the features are extracted: the tagger file never lands on what train
     # reads (the dataset, the weights, the feature cache, the corrections and their photos).
     inputs = store.dataset_inputs(dataset)
-    inputs.add(hub.path_of(_WEIGHTS.value))
-    inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value,
+    weights = input_flags.weights()
+    inputs.add(hub.path_of(weights))
+    inputs.add(store.cache_path(dataset, weights, _CACHE_DIR.value,
                                 image_size=image_size, augment=_AUGMENT.value))
     for path in fixes.read if fixes is not None else ():
       inputs.add(path)
     outputs.check_file(_OUTPUT.value, inputs, kind=tagger_lib.KIND, overwrite=_OVERWRITE.value)
-    tagger = tagger_lib.train(dataset, _WEIGHTS.value, cache_dir=_CACHE_DIR.value,
+    tagger = tagger_lib.train(dataset, weights, cache_dir=_CACHE_DIR.value,
                               image_size=image_size, augment=_AUGMENT.value, corrections=fixes,
                               **fit_kwargs)
   tagger.save(_OUTPUT.value)
@@ -255,8 +262,9 @@ def predict(argv):
     outputs.check_file(predictions.record_path(_OUTPUT.value), inputs,
                        kind=predictions.FORMAT.split('/')[0], overwrite=_OVERWRITE.value)
   from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
-  params, info = weights_lib.load(_WEIGHTS.value)
-  tagger.check_weights(info.checksum, _WEIGHTS.value)
+  weights = input_flags.weights(tagger.backbone)
+  params, info = weights_lib.load(weights)
+  tagger.check_weights(info.checksum, weights)
   if _WRITE.value != 'none':
     # What an earlier write killed mid-way left beside the photos.
     removed = photo_files.remove_stale_temporaries(paths)
@@ -350,8 +358,9 @@ def review_page(argv):
   cli.at_least(_LIMIT, 1)
   tagger = tagger_lib.Tagger.load(_MODEL.value)
   from miml_jax import weights as weights_lib   # pylint: disable=g-import-not-at-top
-  params, info = weights_lib.load(_WEIGHTS.value)
-  tagger.check_weights(info.checksum, _WEIGHTS.value)
+  weights = input_flags.weights(tagger.backbone)
+  params, info = weights_lib.load(weights)
+  tagger.check_weights(info.checksum, weights)
   run = LibraryRun()
   if _PREDICTIONS.value:
     # No extraction: the probabilities of a predict run of this model.
@@ -415,9 +424,10 @@ def evaluate(argv):
     raise UserError(f'{dataset.root}/labels.csv: no column for the model\'s labels '
                     f'{", ".join(missing)}; it has {", ".join(dataset.label_names)}')
   columns = [dataset.label_names.index(n) for n in tagger.label_names]
-  feats = store.cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value,
+  weights = input_flags.weights(tagger.backbone)
+  feats = store.cached_features(dataset, weights, _CACHE_DIR.value,
                                 image_size=tagger.image_size, augment=tagger.augment)
-  tagger.check_weights(feats.attrs['weights_sha256'], _WEIGHTS.value)
+  tagger.check_weights(feats.attrs['weights_sha256'], weights)
   probabilities = tagger.predict_proba(feats.features)
   result = {'format': REPORT_FORMAT, 'model': _MODEL.value, 'model_sha256': tagger.sha256,
             'dataset': dataset.root,

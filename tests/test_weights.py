@@ -78,7 +78,7 @@ def test_keras_with_fc_matches_numpy_at_224(tmp_path):
   image = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
   loaded, info = weights.load(tmp_path / 'w.safetensors')
   assert info.num_fc == 2
-  got = np.asarray(features.batch_features(loaded, image[None], num_fc=2,
+  got = np.asarray(features.batch_features(loaded, image[None], head=True,
                                            preprocessing=info.preprocessing))[0]
   want = reference.features(image, params, 'caffe')
   assert got.shape == (9984,)
@@ -130,7 +130,7 @@ def test_torchvision_pth_matches_torch(tmp_path):
   want = torch.cat(blocks).numpy()
 
   loaded, info = weights.load(tmp_path / 'w.safetensors')
-  got = np.asarray(features.batch_features(loaded, image[None], num_fc=info.num_fc,
+  got = np.asarray(features.batch_features(loaded, image[None], head=info.has_head,
                                            preprocessing=info.preprocessing))[0]
   assert got.shape == want.shape == (9984,)
   assert relative_error(got, want) < 1e-4

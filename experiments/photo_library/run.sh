@@ -5,6 +5,7 @@
 # The corrections are what the page's export holds once each of those photos' tags is set right
 # (tests/test_review.py drives the page itself in headless Chromium); here the true labels.
 #   bash experiments/photo_library/run.sh [WORK_FOLDER]     (MIML_JAX_DATA: the datasets)
+#   BACKBONE=efficientnet_lite0 bash experiments/photo_library/run.sh ...   (another backbone)
 set -euo pipefail
 W="${1:-/tmp/photo_library}"
 DATA="${MIML_JAX_DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/datasets}"
@@ -26,7 +27,7 @@ folder('photos', rows[3:2001:10][:200])        # a library to tag (labels kept a
 folder('holdout', rows[5:2001:10][:200])       # 200 more with labels, for evaluate
 PY
 T() { local s=$SECONDS; "$@"; echo "  [$(( SECONDS - s )) s] tag $2" >&2; }
-tag() { python -m miml_jax.tag "$@"; }
+tag() { python -m miml_jax.tag "$@" ${BACKBONE:+--backbone=$BACKBONE}; }
 T tag train --dataset="$W/train" --output="$W/lib.tagger" --cache_dir="$W/cache"
 T tag predict --model="$W/lib.tagger" --output="$W/tags.csv" --write=xmp --keyword_prefix=miml \
     "$W/photos/images"

@@ -85,7 +85,7 @@ def time_ours(params, info, batch_size, dtype):
   device_params = jax.device_put(jax.tree.map(lambda p: jnp.asarray(p, jdtype), params))
   batch = jax.device_put(np.random.default_rng(1).integers(
       0, 256, (batch_size, 224, 224, 3), dtype=np.uint8))
-  call = lambda: extract.batch_features(device_params, batch, num_fc=info.num_fc,
+  call = lambda: extract.batch_features(device_params, batch, head=info.has_head,
                                         preprocessing=info.preprocessing, dtype=jdtype)
   start = time.perf_counter()
   jax.block_until_ready(call())

@@ -1,6 +1,7 @@
 """Packs the inputs of the accelerator benchmarks into one folder small enough to travel.
 
   python -m miml_jax.benchmarks.gpu_kit --data_dir=../shared/datasets --output_dir=gpu_kit
+  python -m miml_jax.benchmarks.gpu_kit --backbone=efficientnet_lite0 ... (any backbone's features)
 
 A borrowed accelerator machine gets only what is sent with the working tree (64 MiB here), not
 the datasets or the weights. The kit holds, per dataset, its feature file stored as float16
@@ -30,7 +31,7 @@ from miml_jax.weights import hub
 _DATASETS = flags.DEFINE_list('datasets', ['msrc_v2', 'scene'], 'Datasets whose features go.')
 _IMAGE_DATASETS = flags.DEFINE_list('image_datasets', ['scene'],
                                     'Datasets whose image files go too.')
-_DATA_DIR, _WEIGHTS, _CACHE_DIR = input_flags.DATA_DIR, input_flags.WEIGHTS, input_flags.CACHE_DIR
+_DATA_DIR, _CACHE_DIR = input_flags.DATA_DIR, input_flags.CACHE_DIR
 flags.adopt_module_key_flags(input_flags)
 _OUTPUT_DIR = common_flags.output_dir('gpu_kit')
 _LIMIT_MIB = flags.DEFINE_float('limit_mib', 64, 'Size the kit must stay under.')
@@ -41,7 +42,7 @@ def folder_bytes(path: str) -> int:
 
 
 def pack_features(dataset: datasets.Dataset, output: str) -> str:
-  data = cached_features(dataset, _WEIGHTS.value, _CACHE_DIR.value)
+  data = cached_features(dataset, input_flags.weights(), _CACHE_DIR.value)
   return save_feature_file(data, os.path.join(output, f'{dataset.name}.h5'), 'float16')
 
 
@@ -61,10 +62,10 @@ def check_output(output: str, loaded: dict) -> None:
   """The kit folder must hold none of the datasets, weights or feature cache it is made from:
   its feature files and image copies replace what is there."""
   outputs.check_folder(output)
-  inputs = outputs.Inputs([hub.path_of(_WEIGHTS.value)])
+  inputs = outputs.Inputs([hub.path_of(input_flags.weights())])
   for dataset in loaded.values():
     inputs.update(store.dataset_inputs(dataset))
-    inputs.add(store.cache_path(dataset, _WEIGHTS.value, _CACHE_DIR.value))
+    inputs.add(store.cache_path(dataset, input_flags.weights(), _CACHE_DIR.value))
     copy = os.path.join(output, dataset.name)
     if os.path.lexists(copy) and not os.path.isfile(os.path.join(copy, KIT_MARKER)):
       raise UserError(f'{copy}: exists and is not a dataset copy made by this command; the kit '

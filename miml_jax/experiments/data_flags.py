@@ -1,4 +1,5 @@
-"""The flags every experiment command shares (dataset or feature file, weights, feature cache,
+"""The flags every experiment command shares (dataset or feature file, backbone and weights,
+feature cache,
 split seed, overwrite), the inputs they name, and the checks of the result files written from
 them."""
 
@@ -27,12 +28,13 @@ DATASET = input_flags.DATASET
 FEATURES = common_flags.features(several=True)
 DATA_DIR = input_flags.DATA_DIR
 WEIGHTS = input_flags.WEIGHTS
+BACKBONE = input_flags.BACKBONE
 CACHE_DIR = input_flags.CACHE_DIR
 SCALES = common_flags.scales(' (with --dataset)')
 AUGMENT = common_flags.augment(note=' (with --dataset)')
 SEED = common_flags.seed()
 OVERWRITE = common_flags.overwrite()
-HOLDERS = (DATASET, FEATURES, DATA_DIR, WEIGHTS, CACHE_DIR, SCALES, AUGMENT, SEED)
+HOLDERS = (DATASET, FEATURES, DATA_DIR, BACKBONE, WEIGHTS, CACHE_DIR, SCALES, AUGMENT, SEED)
 flags.mark_flags_as_mutual_exclusive(['dataset', 'features'])
 
 
@@ -56,10 +58,11 @@ def image_size():
 def _dataset_source(dataset: datasets.Dataset) -> Source:
   views = {'image_size': image_size(), 'augment': AUGMENT.value}
   inputs = store.dataset_inputs(dataset)
-  inputs.add(hub.path_of(WEIGHTS.value))
-  inputs.add(store.cache_path(dataset, WEIGHTS.value, CACHE_DIR.value, **views))
+  weights = input_flags.weights()
+  inputs.add(hub.path_of(weights))
+  inputs.add(store.cache_path(dataset, weights, CACHE_DIR.value, **views))
   return Source(dataset.name, len(dataset.image_names), inputs,
-                lambda: cached_features(dataset, WEIGHTS.value, CACHE_DIR.value, **views))
+                lambda: cached_features(dataset, weights, CACHE_DIR.value, **views))
 
 
 def _file_source(path: str) -> Source:

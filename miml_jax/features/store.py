@@ -2,7 +2,8 @@
 
 A finished file holds `features` (n, D) float32 (float16 in compact copies for moving them
 elsewhere), `labels` (n, q) uint8, `image_names` (n,) and `label_names` (q,), with attributes
-naming the weights' checksum, the views (input size or sizes, augmentation), the compute dtype,
+naming the backbone (`backbone`; files from before backbones lack it: VGG16), the weights'
+checksum, the views (input size or sizes, augmentation), the compute dtype,
 the block layout and a digest of what the features depend on (weights, settings, image names
 and bytes). Labels are not in that digest: they are read fresh from labels.csv, and a file whose
 features are current gets the current labels without extracting anything again. A second
@@ -57,6 +58,11 @@ class FeatureFile:
   @property
   def layout(self) -> extract.FeatureLayout:
     return extract.FeatureLayout(tuple((n, int(s)) for n, s in json.loads(self.attrs['layout'])))
+
+  @property
+  def backbone(self) -> str:
+    """The network the features come from (files from before backbones: VGG16's)."""
+    return str(self.attrs.get('backbone', 'vgg16'))
 
 
 def _inputs_digest(dataset: datasets.Dataset, weights_checksum: str, settings: dict) -> str:
@@ -145,8 +151,7 @@ def write_feature_file(dataset: datasets.Dataset, weights, output: str, *,
   outputs.check_file(output, inputs, kind=KIND, overwrite=overwrite)
   outputs.check_parts_folder(output + '.parts', output)
   params, info = extract.resolve_weights(weights)
-  num_fc = extract.num_fc_for(info, image_size)
-  feature_layout = extract.layout(num_fc)
+  feature_layout = extract.feature_layout(info, image_size)
   # batch_size is left out: features do not depend on it (checked by the tests).
   settings = {**views(image_size, augment), 'dtype': dtype, 'layout': feature_layout.blocks}
   key = _inputs_digest(dataset, info.checksum, settings)
@@ -240,6 +245,7 @@ def _write_locked(dataset, params, info, output, key, feature_layout, *, batch_s
                                       'dataset': dataset.name,
                                       'weights_sha256': info.checksum,
                                       'weights_source': info.source,
+                                      'backbone': info.backbone,
                                       **{k: v if np.ndim(v) == 0 else json.dumps(v)
                                          for k, v in views(image_size, augment).items()},
                                       'dtype': dtype,
@@ -413,7 +419,8 @@ def cache_path(dataset: datasets.Dataset, weights, cache_dir=None, *,
                image_size=224, augment: str = 'none') -> str:
   """Where `cached_features` keeps a dataset's features:
   `<cache_dir>/<dataset>_<weights file stem>[_<sizes>][_<augment>].h5` (e.g.
-  `scene_vgg16_lpips_224-320_flip.h5`); cache_dir None: the user cache's `features/`
+  `scene_vgg16_lpips_224-320_flip.h5`, `scene_efficientnet_lite0_imagenet_flip.h5`); cache_dir
+  None: the user cache's `features/`
   (`miml_jax.plumbing.home`). A weights name and its converted file share one feature file."""
   stem = os.path.splitext(os.path.basename(hub.path_of(weights)))[0]
   sizes = extract.image_sizes(image_size)

